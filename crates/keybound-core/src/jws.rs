@@ -104,11 +104,22 @@ impl<'a> UntrustedJws<'a> {
     }
 }
 
-/// Serializes `header` and `payload` (JSON texts) and signs them into a compact JWS.
+/// Signs a JOSE header and a payload (both JSON texts, written exactly as given) into a compact
+/// JWS. The caller is responsible for the header's `alg` naming `key`'s algorithm.
+///
+/// ```
+/// use aws_lc_rs::rand::SystemRandom;
+/// use keybound_core::{Algorithm, SigningKey};
+/// use keybound_core::jws::{sign_compact, UntrustedJws};
+/// let (key, _) = SigningKey::generate(Algorithm::EdDsa, &SystemRandom::new()).unwrap();
+/// let jws = sign_compact(r#"{"alg":"EdDSA"}"#, r#"{"sub":"a"}"#, &key).unwrap();
+/// let parsed = UntrustedJws::parse(&jws, 8192).unwrap();
+/// assert!(parsed.verify_with(key.public_jwk(), Algorithm::EdDsa));
+/// ```
 ///
 /// # Errors
 /// [`KeyError::Crypto`] if signing fails.
-pub(crate) fn sign_compact(
+pub fn sign_compact(
     header_json: &str,
     payload_json: &str,
     key: &SigningKey,
