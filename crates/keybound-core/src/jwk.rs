@@ -190,6 +190,31 @@ impl PublicJwk {
         Self::from_map(&map)
     }
 
+    /// Parses the public half of a JWK that may be a private key (e.g. a key file): the private
+    /// members are dropped before validation. Never use this on keys received from peers, where
+    /// private members must be refused ([`PublicJwk::from_json`]).
+    ///
+    /// ```
+    /// use keybound_core::PublicJwk;
+    /// let private = br#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    /// assert!(PublicJwk::from_json(private).is_err());
+    /// let public = PublicJwk::public_half_of(private).unwrap();
+    /// assert_eq!(public.thumbprint().as_str(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    /// ```
+    ///
+    /// # Errors
+    /// As [`PublicJwk::from_json`], except for private members.
+    pub fn public_half_of(json: &[u8]) -> Result<Self, JwkError> {
+        let mut map = crate::json::parse_object(json).map_err(|_| JwkError::NotAnObject)?;
+        for member in PRIVATE_MEMBERS {
+            map.remove(member);
+        }
+        if map.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err(JwkError::UnsupportedKeyType);
+        }
+        Self::from_map(&map)
+    }
+
     /// Parses a public JWK from an already-parsed JSON object (e.g. a JWS header's `jwk`).
     ///
     /// # Errors
