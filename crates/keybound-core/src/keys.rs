@@ -213,3 +213,50 @@ impl SigningKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str = r#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let key = SigningKey::from_private_jwk(Algorithm::EdDsa, ED25519.as_bytes()).unwrap();
+        let text = format!("{key:?}");
+        assert!(!text.contains("nWGxne"), "{text}");
+        assert!(
+            text.contains("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pkcs8_round_trip_for_every_algorithm() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        for alg in Algorithm::ALL {
+            let (key, pkcs8) = SigningKey::generate(alg, &rng).unwrap();
+            let again = SigningKey::from_pkcs8(alg, &pkcs8).unwrap();
+            assert_eq!(
+                key.public_jwk().thumbprint(),
+                again.public_jwk().thumbprint(),
+                "{alg}"
+            );
+            let sig = again.sign(b"msg").unwrap();
+            assert!(key.public_jwk().verify(alg, b"msg", &sig), "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_private_jwk_whose_d_does_not_match_is_refused() {
+        let wrong = ED25519.replace("nWGxne", "AAAAAA");
+        assert_eq!(
+            SigningKey::from_private_jwk(Algorithm::EdDsa, wrong.as_bytes()).unwrap_err(),
+            KeyError::Rejected
+        );
+        assert_eq!(
+            SigningKey::from_pkcs8(Algorithm::Es256, b"junk").unwrap_err(),
+            KeyError::Rejected
+        );
+    }
+}

@@ -11,12 +11,12 @@ use keybound_core::jws::sign_compact;
 use keybound_core::{Algorithm, Htu, SigningKey, UnixTime};
 use serde_json::{Value, json};
 
-pub const NOW: u64 = 1_700_000_000;
-pub const TOKEN_URL: &str = "https://as.example.com/token";
-pub const API_URL: &str = "https://rs.example.com/api/res";
-pub const ACCESS_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+pub(crate) const NOW: u64 = 1_700_000_000;
+pub(crate) const TOKEN_URL: &str = "https://as.example.com/token";
+pub(crate) const API_URL: &str = "https://rs.example.com/api/res";
+pub(crate) const ACCESS_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
 
-pub fn testdata(name: &str) -> Value {
+pub(crate) fn testdata(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
         .join(name);
@@ -25,7 +25,7 @@ pub fn testdata(name: &str) -> Value {
 }
 
 /// A published private key from testdata/keys.json.
-pub fn published_key(name: &str, alg: Algorithm) -> SigningKey {
+pub(crate) fn published_key(name: &str, alg: Algorithm) -> SigningKey {
     let keys = testdata("keys.json");
     let entry = keys["keys"]
         .as_array()
@@ -36,29 +36,29 @@ pub fn published_key(name: &str, alg: Algorithm) -> SigningKey {
     SigningKey::from_private_jwk(alg, entry["jwk"].to_string().as_bytes()).unwrap()
 }
 
-pub fn p256() -> SigningKey {
+pub(crate) fn p256() -> SigningKey {
     published_key("node_oidc_provider_dpop_p256", Algorithm::Es256)
 }
 
-pub fn ed25519() -> SigningKey {
+pub(crate) fn ed25519() -> SigningKey {
     published_key("rfc8037_ed25519", Algorithm::EdDsa)
 }
 
-pub fn fresh(alg: Algorithm) -> SigningKey {
+pub(crate) fn fresh(alg: Algorithm) -> SigningKey {
     SigningKey::generate(alg, &SystemRandom::new()).unwrap().0
 }
 
-pub fn jwk_of(key: &SigningKey) -> Value {
+pub(crate) fn jwk_of(key: &SigningKey) -> Value {
     serde_json::from_str(&key.public_jwk().to_json()).unwrap()
 }
 
 /// A valid header for `key`.
-pub fn header(key: &SigningKey) -> Value {
+pub(crate) fn header(key: &SigningKey) -> Value {
     json!({"typ": "dpop+jwt", "alg": key.algorithm().name(), "jwk": jwk_of(key)})
 }
 
 /// Valid claims for a resource request at `API_URL` with `ACCESS_TOKEN`.
-pub fn rs_claims() -> Value {
+pub(crate) fn rs_claims() -> Value {
     json!({
         "jti": "e1j3V_bKic8-LAEB",
         "htm": "GET",
@@ -69,25 +69,25 @@ pub fn rs_claims() -> Value {
 }
 
 /// Valid claims for a token request at `TOKEN_URL`.
-pub fn as_claims() -> Value {
+pub(crate) fn as_claims() -> Value {
     json!({"jti": "-BwC3ESc6acc2lTc", "htm": "POST", "htu": TOKEN_URL, "iat": NOW})
 }
 
 /// Signs `header` and `claims` as given, with `key`.
-pub fn forge(header: &Value, claims: &Value, key: &SigningKey) -> String {
+pub(crate) fn forge(header: &Value, claims: &Value, key: &SigningKey) -> String {
     sign_compact(&header.to_string(), &claims.to_string(), key).unwrap()
 }
 
-pub fn htu(uri: &str) -> Htu {
+pub(crate) fn htu(uri: &str) -> Htu {
     Htu::parse(uri).unwrap()
 }
 
 /// Verifies at the RS: GET `API_URL` with `ACCESS_TOKEN`, no nonce, at `NOW`.
-pub fn verify_rs(proof: &str) -> Result<VerifiedProof, ProofError> {
+pub(crate) fn verify_rs(proof: &str) -> Result<VerifiedProof, ProofError> {
     verify_rs_with(&ProofVerifier::default(), proof, NoncePolicy::NotUsed)
 }
 
-pub fn verify_rs_with(
+pub(crate) fn verify_rs_with(
     verifier: &ProofVerifier,
     proof: &str,
     nonce: NoncePolicy<'_>,
@@ -104,7 +104,7 @@ pub fn verify_rs_with(
 }
 
 /// Verifies at the AS: POST `TOKEN_URL`, no access token, at `NOW`.
-pub fn verify_as(proof: &str, nonce: NoncePolicy<'_>) -> Result<VerifiedProof, ProofError> {
+pub(crate) fn verify_as(proof: &str, nonce: NoncePolicy<'_>) -> Result<VerifiedProof, ProofError> {
     let htu = htu(TOKEN_URL);
     let request = ProofRequest {
         method: "POST",
@@ -117,12 +117,12 @@ pub fn verify_as(proof: &str, nonce: NoncePolicy<'_>) -> Result<VerifiedProof, P
 }
 
 /// Replaces (or with `Value::Null` as `value` and `remove`, deletes) one member.
-pub fn with(mut object: Value, name: &str, value: Value) -> Value {
+pub(crate) fn with(mut object: Value, name: &str, value: Value) -> Value {
     object[name] = value;
     object
 }
 
-pub fn without(mut object: Value, name: &str) -> Value {
+pub(crate) fn without(mut object: Value, name: &str) -> Value {
     object.as_object_mut().unwrap().remove(name);
     object
 }
