@@ -1,5 +1,8 @@
 //! The `keybound` binary as a user scripts it: output, `--json`, environment, exit codes.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Output};
 
 fn keybound(args: &[&str]) -> Output {

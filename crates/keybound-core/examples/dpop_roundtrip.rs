@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo run -p keybound-core --example dpop_roundtrip`
 
+// The example is the caller: it reads the clock and passes the time to the sans-IO core.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;

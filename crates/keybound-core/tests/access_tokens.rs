@@ -1,6 +1,9 @@
 //! RFC 9068 access-token verification at the resource server (standards §2.10): every check
 //! has a rejection case beside a passing control.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{NOW, fresh, p256};

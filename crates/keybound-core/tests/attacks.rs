@@ -2,6 +2,9 @@
 //! Rows decided over HTTP or by the AS's grant logic (#28, #29, #31-#35, #40, #42-#44) are tested
 //! with the server crates; #21 is a documented limit of DPoP and has nothing to assert here.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};

@@ -1,6 +1,9 @@
 //! One named test per rule of standards.md §1.2. Each fails if its check is removed from the
 //! verifier: the control case next to each rejection shows the same proof passes otherwise.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

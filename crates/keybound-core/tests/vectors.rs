@@ -1,5 +1,8 @@
 //! Every published test vector of standards.md §4, read from `testdata/`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::testdata;
