@@ -39,6 +39,10 @@ def main():
     work = tempfile.mkdtemp(prefix="keybound-mutants-")
     copy = os.path.join(work, "repo")
     shutil.copytree(repo, copy, ignore=shutil.ignore_patterns("target", ".git"))
+    # copytree keeps mtimes; cargo would then trust artifacts built from an earlier mutant.
+    for root, _, files in os.walk(copy):
+        for name in files:
+            os.utime(os.path.join(root, name))
     env = dict(os.environ, CARGO_TARGET_DIR=os.environ.get("MUTANTS_TARGET_DIR", "/var/cache/keybound-mut"))
     src = os.path.join(copy, "crates", "keybound-core", "src")
     cmd = ["cargo", "test", "-q", "-p", "keybound-core", "--tests", "--no-fail-fast"]
