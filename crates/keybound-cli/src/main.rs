@@ -5,12 +5,19 @@
 //!
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+mod serve;
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use keybound_core::PublicJwk;
+use keybound_core::dpop::ProofBuilder;
+use keybound_core::{Algorithm, PublicJwk, SigningKey, UnixTime};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 /// keybound: sender-constrained OAuth 2.0 (DPoP and mTLS) for authorization servers, resource
 /// servers and clients.
@@ -26,10 +33,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run keybound (Authorization Server and a demo protected API).
+    /// Run the Authorization Server. Without --config: a development server with demo clients.
     ///
     /// Example: keybound serve --listen 127.0.0.1:8443 --data-dir ./keybound-data
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
+    /// Manage the signing keys in the data directory.
+    ///
+    /// Example: keybound keys rotate --config keybound.toml
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Print a DPoP proof for one request, signed with a PKCS#8 key file (DER or PEM).
+    ///
+    /// Example: keybound proof --key client.p8 --method POST --url https://as.example/token
+    Proof(ProofArgs),
     /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file, public or private.
     ///
     /// Example: keybound thumbprint client-key.jwk
@@ -39,17 +57,33 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Make the next key current, keep the current one as previous, and generate a new next key.
+    /// Restart the servers afterwards.
+    Rotate(serve::ServeArgs),
+}
+
 #[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Configuration file (TOML).
-    #[arg(long, env = "KEYBOUND_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "KEYBOUND_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// Directory for keys and the embedded database.
-    #[arg(long, env = "KEYBOUND_DATA_DIR", default_value = "keybound-data")]
-    data_dir: PathBuf,
+struct ProofArgs {
+    /// PKCS#8 private key file (DER, or PEM "BEGIN PRIVATE KEY").
+    #[arg(long, env = "KEYBOUND_KEY")]
+    key: PathBuf,
+    /// HTTP method of the request.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// URL of the request (query and fragment are left out of htu).
+    #[arg(long)]
+    url: String,
+    /// Access token the request carries (adds ath).
+    #[arg(long)]
+    token: Option<String>,
+    /// Server nonce to include.
+    #[arg(long)]
+    nonce: Option<String>,
+    /// Algorithm, when the key fits several (RS256 or PS256 for RSA keys; default PS256).
+    #[arg(long)]
+    alg: Option<String>,
 }
 
 /// A failed operation: its message goes to stderr (or as JSON to stdout) and the exit code is 1.
@@ -58,7 +92,22 @@ struct Failure(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Serve(args) => serve(args, cli.json),
+        Command::Serve(args) => {
+            init_logging();
+            serve::serve(args)
+        }
+        Command::Keys {
+            action: KeysAction::Rotate(args),
+        } => serve::rotate(args).map(|kid| {
+            if cli.json {
+                println!("{}", json!({ "current_kid": kid }));
+            } else {
+                println!(
+                    "rotated; the current signing key is now {kid}. Restart the servers to use it."
+                );
+            }
+        }),
+        Command::Proof(args) => proof(args),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };
     match result {
@@ -74,59 +123,78 @@ fn main() -> ExitCode {
     }
 }
 
-const ROLES: [(&str, &str); 3] = [
-    (
-        "authorization-server",
-        "issues DPoP- and certificate-bound access tokens (issue #3)",
-    ),
-    (
-        "resource-server",
-        "tower/axum middleware that verifies the binding on every request (issue #4)",
-    ),
-    (
-        "client",
-        "library and CLI that obtain bound tokens and call APIs (issue #5)",
-    ),
-];
-
-fn serve(args: &ServeArgs, as_json: bool) -> Result<(), Failure> {
-    if let Some(config) = &args.config
-        && !config.is_file()
-    {
-        return Err(Failure(format!(
-            "configuration file {} not found",
-            config.display()
-        )));
-    }
-    let version = env!("CARGO_PKG_VERSION");
-    if as_json {
-        let roles: Vec<_> = ROLES
-            .iter()
-            .map(|(name, what)| json!({"role": name, "planned": what}))
-            .collect();
-        let out = json!({
-            "version": version,
-            "status": "protocol core only; the server is not built yet",
-            "listen": args.listen.to_string(),
-            "data_dir": args.data_dir.display().to_string(),
-            "roles": roles,
-        });
-        println!("{out}");
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KEYBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("KEYBOUND_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
     } else {
-        println!("keybound {version}");
-        println!(
-            "The protocol core (keybound-core) is built; the server is not yet, so nothing listens on {}.",
-            args.listen
-        );
-        println!("Planned roles:");
-        for (name, what) in ROLES {
-            println!("  {name:<22} {what}");
-        }
+        builder.init();
     }
+}
+
+/// Reads a PKCS#8 file, DER or PEM.
+fn read_pkcs8(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let raw = Zeroizing::new(
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?,
+    );
+    if !raw.starts_with(b"-----BEGIN") {
+        return Ok(raw);
+    }
+    let text =
+        std::str::from_utf8(&raw).map_err(|_| Failure(format!("{} is not PEM", path.display())))?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| Failure(format!("{} is not valid PEM", path.display())))
+}
+
+fn proof(args: &ProofArgs) -> Result<(), Failure> {
+    let pkcs8 = read_pkcs8(&args.key)?;
+    let candidates: Vec<Algorithm> = match &args.alg {
+        Some(name) => vec![
+            Algorithm::from_name(name)
+                .ok_or_else(|| Failure(format!("unsupported algorithm {name}")))?,
+        ],
+        None => vec![
+            Algorithm::Es256,
+            Algorithm::EdDsa,
+            Algorithm::Es384,
+            Algorithm::Ps256,
+        ],
+    };
+    let key = candidates
+        .into_iter()
+        .find_map(|alg| SigningKey::from_pkcs8(alg, &pkcs8).ok())
+        .ok_or_else(|| {
+            Failure(format!(
+                "{} is not a PKCS#8 key keybound can sign with",
+                args.key.display()
+            ))
+        })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Failure("the clock is before 1970".into()))?;
+    let mut builder =
+        ProofBuilder::new(&args.method, &args.url, UnixTime::from_secs(now.as_secs()));
+    if let Some(token) = &args.token {
+        builder = builder.access_token(token);
+    }
+    if let Some(nonce) = &args.nonce {
+        builder = builder.nonce(nonce);
+    }
+    let proof = builder
+        .sign(&key, &SystemRandom::new())
+        .map_err(|e| Failure(e.to_string()))?;
+    println!("{proof}");
     Ok(())
 }
 
-fn thumbprint(file: &PathBuf, as_json: bool) -> Result<(), Failure> {
+fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
     let bytes =
         std::fs::read(file).map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
     let jwk = PublicJwk::public_half_of(&bytes)

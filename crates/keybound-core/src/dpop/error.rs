@@ -86,3 +86,43 @@ pub enum ProofError {
     #[error("ath does not match the access token")]
     AthMismatch,
 }
+
+impl ProofError {
+    /// A stable snake_case name for the failed check, for metrics labels and logs.
+    ///
+    /// ```
+    /// use keybound_core::dpop::ProofError;
+    /// assert_eq!(ProofError::HtuMismatch.reason(), "htu_mismatch");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::MultipleProofs => "multiple_proofs",
+            Self::HeaderSyntax => "header_syntax",
+            Self::TooLarge => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::MissingMember(_) => "missing_member",
+            Self::WrongType(_) => "wrong_type",
+            Self::InvalidTyp => "invalid_typ",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::AlgorithmKeyMismatch => "algorithm_key_mismatch",
+            Self::CriticalHeader => "critical_header",
+            Self::InvalidSignature => "invalid_signature",
+            Self::PrivateKey => "private_key",
+            Self::InvalidJwk(_) => "invalid_jwk",
+            Self::HtmMismatch => "htm_mismatch",
+            Self::InvalidHtu => "invalid_htu",
+            Self::HtuMismatch => "htu_mismatch",
+            Self::NonceRequired => "nonce_required",
+            Self::NonceRejected => "nonce_rejected",
+            Self::NonceMalformed => "nonce_malformed",
+            Self::IatTooOld => "iat_too_old",
+            Self::IatInFuture => "iat_in_future",
+            Self::InvalidJti => "invalid_jti",
+            Self::Replayed => "replayed",
+            Self::MissingAth => "missing_ath",
+            Self::AthMismatch => "ath_mismatch",
+        }
+    }
+}

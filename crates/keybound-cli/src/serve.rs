@@ -1,0 +1,227 @@
+//! `keybound serve`: configuration, stores, keys, the listener, and the start-up banner.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use keybound_core::{Algorithm, SigningKey};
+use keybound_server::{AppState, Config, Validated, hash_secret, keys, router, system_clock};
+use keybound_store::{MemoryReplayCache, SqliteStore};
+
+use crate::Failure;
+
+/// Replay-cache capacity of a single node (about 56 MB at the limit).
+const REPLAY_CAPACITY: usize = 1 << 20;
+
+/// Options of `keybound serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (TOML). Without one, a development server with demo clients starts.
+    #[arg(long, env = "KEYBOUND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "KEYBOUND_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for keys and the embedded database (overrides `data_dir` in the file).
+    #[arg(long, env = "KEYBOUND_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Public issuer URL (overrides `issuer` in the file). Defaults to http://LISTEN.
+    #[arg(long, env = "KEYBOUND_ISSUER")]
+    issuer: Option<String>,
+}
+
+/// What the development banner prints about the demo clients.
+struct Demo {
+    confidential_secret: String,
+    key_file: PathBuf,
+}
+
+fn read_or_create_secret(
+    path: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, Failure>,
+) -> Result<Vec<u8>, Failure> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return Ok(bytes);
+    }
+    let bytes = make()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut file, &bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    Ok(bytes)
+}
+
+/// The development configuration: two demo clients whose secret and DPoP key live in the data dir.
+fn development_config(issuer: &str, data_dir: &Path) -> Result<(Config, Demo), Failure> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", data_dir.display())))?;
+    let secret_file = data_dir.join("demo-client-secret");
+    let secret = read_or_create_secret(&secret_file, || {
+        let mut raw = [0u8; 24];
+        SystemRandom::new()
+            .fill(&mut raw)
+            .map_err(|_| Failure("no randomness".into()))?;
+        Ok(
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
+                .into_bytes(),
+        )
+    })?;
+    let secret = String::from_utf8(secret)
+        .map_err(|_| Failure(format!("{} is corrupt", secret_file.display())))?;
+    let key_file = data_dir.join("demo-dpop-key.p8");
+    read_or_create_secret(&key_file, || {
+        let (_, pkcs8) = SigningKey::generate(Algorithm::Es256, &SystemRandom::new())
+            .map_err(|e| Failure(e.to_string()))?;
+        Ok(pkcs8.to_vec())
+    })?;
+    let toml = format!(
+        r#"
+issuer = "{issuer}"
+data_dir = "{data_dir}"
+
+[[clients]]
+client_id = "demo-confidential"
+auth_method = "client_secret_basic"
+client_secret_sha256 = "{hash}"
+grant_types = ["client_credentials", "refresh_token"]
+scopes = ["read", "write"]
+dpop_bound_access_tokens = true
+
+[[clients]]
+client_id = "demo-public"
+auth_method = "none"
+grant_types = ["refresh_token"]
+scopes = ["read"]
+dpop_bound_access_tokens = true
+"#,
+        data_dir = data_dir.display(),
+        hash = hash_secret(secret.trim())
+    );
+    let config = Config::from_toml(&toml).map_err(|e| Failure(e.to_string()))?;
+    Ok((
+        config,
+        Demo {
+            confidential_secret: secret.trim().to_owned(),
+            key_file,
+        },
+    ))
+}
+
+fn banner(settings: &Validated, listen: SocketAddr, demo: Option<&Demo>) {
+    let issuer = &settings.issuer;
+    println!(
+        "keybound {} authorization server",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  issuer    {issuer}");
+    println!("  listening {listen}");
+    println!("  metadata  {issuer}/.well-known/oauth-authorization-server");
+    println!("  data dir  {}", settings.config.data_dir.display());
+    let Some(demo) = demo else { return };
+    let exe =
+        std::env::current_exe().map_or_else(|_| "keybound".to_owned(), |p| p.display().to_string());
+    println!();
+    println!("Development mode (no --config): demo clients");
+    println!(
+        "  demo-confidential  client_secret_basic, secret {}  (DPoP required)",
+        demo.confidential_secret
+    );
+    println!("  demo-public        public client, refresh tokens bound to its DPoP key");
+    println!();
+    println!(
+        "Get a DPoP-bound token (the demo client's key is {}):",
+        demo.key_file.display()
+    );
+    println!(
+        "  curl -s -u demo-confidential:{secret} -d grant_type=client_credentials \\\n    -H \"DPoP: $({exe} proof --key {key} --method POST --url {issuer}/token)\" {issuer}/token",
+        secret = demo.confidential_secret,
+        key = demo.key_file.display(),
+    );
+}
+
+fn load(args: &ServeArgs) -> Result<(Validated, bool, Option<Demo>), Failure> {
+    let issuer_default = format!("http://{}", args.listen);
+    let (mut config, demo) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+            (
+                Config::from_toml(&text)
+                    .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+                None,
+            )
+        }
+        None => {
+            let data_dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("keybound-data"));
+            let issuer = args.issuer.clone().unwrap_or(issuer_default);
+            let (config, demo) = development_config(&issuer, &data_dir)?;
+            (config, Some(demo))
+        }
+    };
+    if let Some(issuer) = &args.issuer {
+        config.issuer.clone_from(issuer);
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    let dev = demo.is_some();
+    let settings = config
+        .validate()
+        .map_err(|e| Failure(format!("invalid configuration: {e}")))?;
+    Ok((settings, dev, demo))
+}
+
+pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
+    let (settings, _, demo) = load(args)?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let data_dir = settings.config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| Failure(format!("cannot create {}: {e}", data_dir.display())))?;
+        let ring = keys::load_or_create(&data_dir, settings.signing_alg)
+            .map_err(|e| Failure(e.to_string()))?;
+        let store = SqliteStore::open(&data_dir.join("keybound.db"))
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
+        let listen = listener.local_addr().unwrap_or(args.listen);
+        banner(&settings, listen, demo.as_ref());
+        let state = AppState::new(
+            settings,
+            ring,
+            Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
+            Arc::new(store),
+            system_clock(),
+        );
+        tracing::info!(%listen, "serving");
+        axum::serve(listener, router(Arc::new(state)))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| Failure(format!("server error: {e}")))
+    })
+}
+
+/// `keybound keys rotate`.
+pub(crate) fn rotate(args: &ServeArgs) -> Result<String, Failure> {
+    let (settings, _, _) = load(args)?;
+    let ring = keys::rotate(&settings.config.data_dir, settings.signing_alg)
+        .map_err(|e| Failure(e.to_string()))?;
+    Ok(ring.signer().jwks_entry()["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}

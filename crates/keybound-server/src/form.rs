@@ -1,0 +1,85 @@
+//! `application/x-www-form-urlencoded` request bodies, with RFC 6749 §3.2's rule that a
+//! parameter must not appear twice.
+
+use std::collections::HashMap;
+
+use keybound_core::ErrorCode;
+
+use crate::error::OAuthError;
+
+/// Most parameters accepted in one request.
+const MAX_PARAMS: usize = 32;
+
+/// A parsed form: each name once.
+#[derive(Debug, Default)]
+pub(crate) struct Form(HashMap<String, String>);
+
+impl Form {
+    /// Parses a body, refusing repeated names, too many parameters and a wrong content type.
+    ///
+    /// # Errors
+    /// `invalid_request`.
+    pub(crate) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, OAuthError> {
+        let is_form = content_type
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|ct| {
+                ct.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let mut map = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            if map.len() == MAX_PARAMS {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "too many parameters",
+                ));
+            }
+            if map
+                .insert(name.clone().into_owned(), value.into_owned())
+                .is_some()
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter `{}` is repeated", sanitize(&name)),
+                ));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// A parameter; empty values count as absent (RFC 6749 §3.1).
+    #[must_use]
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required parameter.
+    ///
+    /// # Errors
+    /// `invalid_request` naming the parameter.
+    pub(crate) fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("missing parameter `{name}`"),
+            )
+        })
+    }
+}
+
+/// A parameter name fit for an error description (RFC 6749 allows %x20-21 / %x23-5B / %x5D-7E).
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .take(40)
+        .filter(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+        .collect()
+}

@@ -1,0 +1,144 @@
+//! # keybound-server
+//!
+//! The keybound Authorization Server as a library: [`router`] returns an axum `Router` with
+//! RFC 8414 metadata, the JWKS, `/token` (client credentials and refresh tokens, DPoP-bound
+//! when the client sends a proof), `/introspect`, `/revoke` and `/metrics`. The binary
+//! (`keybound serve`) adds configuration files, listeners and logging; this crate opens no
+//! socket and reads no file except the key directory in [`keys`].
+//!
+//! Every DPoP proof is checked by `keybound_core::dpop::ProofVerifier`, the verifier the
+//! resource server uses too. Every network input has a size limit; store failures are answered
+//! with 503 and nothing is issued unchecked.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use keybound_server::{AppState, Config, keys, router, system_clock};
+//! use keybound_store::{MemoryReplayCache, SqliteStore};
+//!
+//! let config = Config::from_toml(r#"issuer = "http://127.0.0.1:8080""#)?.validate()?;
+//! let ring = keys::load_or_create(&config.config.data_dir, config.signing_alg)?;
+//! let store = SqliteStore::open(&config.config.data_dir.join("keybound.db")).await?;
+//! let state = AppState::new(config, ring, Arc::new(MemoryReplayCache::new(1 << 20)), Arc::new(store), system_clock());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, router(Arc::new(state))).await?;
+//! # Ok(()) }
+//! ```
+
+mod clients;
+mod config;
+mod error;
+mod form;
+mod introspect;
+pub mod keys;
+mod metrics;
+mod state;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub use clients::{AuthFailure, hash_secret};
+pub use config::{
+    AuthMethod, ClientConfig, Config, ConfigError, DpopConfig, NonceRequirement, TokenConfig,
+    Validated,
+};
+pub use error::OAuthError;
+pub use metrics::Metrics;
+pub use state::{AppState, Clock, system_clock};
+
+/// Largest request body accepted by the form endpoints.
+pub const MAX_FORM_BODY: usize = 16 * 1024;
+
+/// The Authorization Server's routes.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/jwks", get(jwks))
+        .route("/token", post(token::token))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(introspect::revoke))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .with_state(state)
+}
+
+/// RFC 8414 metadata (also served as OpenID discovery).
+fn metadata_document(state: &AppState) -> serde_json::Value {
+    let issuer = state.issuer();
+    let mut scopes: Vec<&str> = state
+        .settings
+        .config
+        .clients
+        .iter()
+        .flat_map(|c| c.scopes.iter().map(String::as_str))
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let algs: Vec<&str> = state
+        .settings
+        .dpop_algorithms
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ];
+    let signing = ["ES256", "EdDSA", "PS256"];
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "response_types_supported": [],
+        "scopes_supported": scopes,
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing,
+        "introspection_endpoint_auth_methods_supported": &auth_methods[..3],
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "dpop_signing_alg_values_supported": algs,
+        "code_challenge_methods_supported": ["S256"],
+        "tls_client_certificate_bound_access_tokens": false,
+        "authorization_response_iss_parameter_supported": false,
+    })
+}
+
+async fn metadata(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = Json(metadata_document(&state)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    response
+}
+
+async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = Json(state.keys.jwks().clone()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    response
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

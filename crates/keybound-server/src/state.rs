@@ -1,0 +1,132 @@
+//! Everything a request handler needs, built once at start.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use keybound_core::dpop::{NoncePolicy, ProofVerifier};
+use keybound_core::{AccessTokenVerifier, NonceKeyRing, UnixTime};
+use keybound_store::{GrantStore, ReplayCache};
+
+use crate::clients::{Client, Clients};
+use crate::config::{NonceRequirement, Validated};
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+
+/// The source of "now". Tests substitute a fixed or stepping clock.
+pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+
+/// The system clock.
+#[must_use]
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        UnixTime::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    })
+}
+
+/// The Authorization Server's shared state.
+pub struct AppState {
+    pub(crate) settings: Validated,
+    pub(crate) keys: KeyRing,
+    pub(crate) clients: Clients,
+    pub(crate) proofs: ProofVerifier,
+    pub(crate) nonces: NonceKeyRing,
+    pub(crate) own_tokens: AccessTokenVerifier,
+    pub(crate) replay: Arc<dyn ReplayCache>,
+    pub(crate) grants: Arc<dyn GrantStore>,
+    pub(crate) metrics: Metrics,
+    pub(crate) clock: Clock,
+    pub(crate) rng: SystemRandom,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state from a validated configuration, a key ring and the stores.
+    #[must_use]
+    pub fn new(
+        settings: Validated,
+        keys: KeyRing,
+        replay: Arc<dyn ReplayCache>,
+        grants: Arc<dyn GrantStore>,
+        clock: Clock,
+    ) -> Self {
+        let rng = SystemRandom::new();
+        let nonces = NonceKeyRing::new(
+            "as",
+            &settings.nonce_current,
+            settings.nonce_previous.as_ref(),
+        );
+        let proofs = ProofVerifier::new(&settings.dpop_algorithms, settings.iat_window);
+        let own_tokens = AccessTokenVerifier::new(
+            keys.key_set().clone(),
+            settings.issuer.clone(),
+            settings.audience.clone(),
+        );
+        let clients = Clients::from_config(&settings);
+        Self {
+            settings,
+            keys,
+            clients,
+            proofs,
+            nonces,
+            own_tokens,
+            replay,
+            grants,
+            metrics: Metrics::default(),
+            clock,
+            rng,
+        }
+    }
+
+    /// The server's counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The issuer.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        (self.clock)()
+    }
+
+    pub(crate) fn nonce_policy(&self, client: &Client) -> NoncePolicy<'_> {
+        let required = match client.config.dpop_nonce {
+            NonceRequirement::Required => true,
+            NonceRequirement::Optional => false,
+            NonceRequirement::Inherit => self.settings.config.dpop.require_nonce,
+        };
+        if required {
+            NoncePolicy::Required(&self.nonces)
+        } else {
+            NoncePolicy::IfPresent(&self.nonces)
+        }
+    }
+
+    pub(crate) fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.issuer)
+    }
+
+    /// 32 random bytes, base64url: refresh tokens and token ids.
+    pub(crate) fn random_token(&self) -> String {
+        let mut bytes = [0u8; 32];
+        let _ = self.rng.fill(&mut bytes);
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    }
+}

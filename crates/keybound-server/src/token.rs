@@ -1,0 +1,377 @@
+//! `POST /token` (RFC 6749 §3.2): client authentication, the DPoP proof, then the grant.
+//!
+//! Order matters for "a failed request consumes nothing": every stateless check (client
+//! credentials, the proof and its nonce) runs first; then the single-use records are written
+//! (the client assertion's `jti`, the proof's `jti`); only then is a refresh token rotated.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use keybound_core::access_token::{Audience, Confirmation};
+use keybound_core::dpop::{ProofError, ProofRequest, VerifiedProof, single_dpop_header};
+use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
+use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError};
+use serde_json::json;
+
+use crate::clients::{AuthContext, Client};
+use crate::error::{OAuthError, attach_nonce, no_store};
+use crate::form::Form;
+use crate::state::AppState;
+
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => {
+            state.metrics.token_error(error.code().as_str());
+            error.into_response()
+        }
+    }
+}
+
+pub(crate) fn store_unavailable(error: &StoreError) -> OAuthError {
+    tracing::error!(%error, "store unavailable; refusing the request");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the token store is unavailable; try again later",
+    )
+}
+
+pub(crate) fn sha256(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, text.as_bytes()).as_ref());
+    out
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let now = state.now();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let form = Form::parse(content_type, body)?;
+    let grant_type = form.require("grant_type")?;
+    let endpoint = state.endpoint("/token");
+    let ctx = AuthContext {
+        now,
+        issuer: &state.settings.issuer,
+        endpoint_url: &endpoint,
+    };
+    let auth = state
+        .clients
+        .authenticate(headers, &form, &ctx)
+        .map_err(|(failure, basic)| {
+            state.metrics.client_auth_failed(failure.reason());
+            tracing::info!(reason = failure.reason(), "client authentication failed");
+            failure.into_error(basic)
+        })?;
+    let client = auth.client;
+    if !matches!(grant_type, "client_credentials" | "refresh_token") {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "supported: client_credentials, refresh_token",
+        ));
+    }
+    if !client.allows_grant(grant_type) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use this grant type",
+        ));
+    }
+    let proof = verify_proof(state, headers, client, now)?;
+
+    // Every stateless check passed: record the single-use values.
+    auth.commit(state.replay.as_ref(), now)
+        .await
+        .map_err(|failure| {
+            state.metrics.client_auth_failed(failure.reason());
+            failure.into_error(false)
+        })?;
+    if let Some(proof) = &proof {
+        let key = proof.replay_key();
+        match state
+            .replay
+            .insert_once(*key.digest(), key.expires_at(), now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(rejected_proof(state, &ProofError::Replayed, now)),
+            Err(e) => return Err(store_unavailable(&e)),
+        }
+        state.metrics.proof_accepted();
+    }
+
+    match grant_type {
+        "client_credentials" => client_credentials(state, client, &form, proof.as_ref(), now).await,
+        _ => refresh(state, client, &form, proof.as_ref(), now).await,
+    }
+}
+
+/// RFC 9449 §5: the proof, if any, checked against this endpoint's public URL and the nonce policy.
+fn verify_proof(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &Client,
+    now: UnixTime,
+) -> Result<Option<VerifiedProof>, OAuthError> {
+    let values: Vec<&[u8]> = headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if values.is_empty() {
+        if client.config.dpop_bound_access_tokens {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "this client must send a DPoP proof",
+            ));
+        }
+        return Ok(None);
+    }
+    let request = ProofRequest {
+        method: "POST",
+        htu: &state.settings.token_htu,
+        now,
+        access_token: None,
+        nonce: state.nonce_policy(client),
+    };
+    single_dpop_header(values)
+        .and_then(|proof| state.proofs.verify(proof, &request))
+        .map(Some)
+        .map_err(|e| rejected_proof(state, &e, now))
+}
+
+fn rejected_proof(state: &AppState, error: &ProofError, now: UnixTime) -> OAuthError {
+    state.metrics.proof_rejected(error.reason());
+    tracing::info!(
+        reason = error.reason(),
+        "DPoP proof rejected at the token endpoint"
+    );
+    let code = ErrorCode::from(error);
+    let nonce = (code == ErrorCode::UseDpopNonce).then(|| state.nonces.issue(now));
+    let out = OAuthError::new(code, error.to_string());
+    match nonce {
+        Some(n) => out.with_nonce(n),
+        None => out,
+    }
+}
+
+/// The requested scopes if all are allowed; all allowed scopes if none were requested.
+fn granted_scope(requested: Option<&str>, allowed: &[&str]) -> Result<String, OAuthError> {
+    let Some(requested) = requested else {
+        return Ok(allowed.join(" "));
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !allowed.contains(&scope) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "a requested scope is not allowed for this client",
+            ));
+        }
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    Ok(out.join(" "))
+}
+
+async fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    form: &Form,
+    proof: Option<&VerifiedProof>,
+    now: UnixTime,
+) -> Result<Response, OAuthError> {
+    let allowed: Vec<&str> = client.config.scopes.iter().map(String::as_str).collect();
+    let scope = granted_scope(form.get("scope"), &allowed)?;
+    let subject = client.config.client_id.clone();
+    // A refresh token only for clients registered with the refresh_token grant.
+    let refresh = if client.allows_grant("refresh_token") {
+        let lifetimes = &state.settings.config.tokens;
+        let grant = Grant {
+            id: GrantId(state.random_token()),
+            client_id: client.config.client_id.clone(),
+            subject: subject.clone(),
+            scope: scope.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(lifetimes.grant_lifetime_secs),
+            dpop_jkt: if client.is_public() {
+                proof.map(|p| p.thumbprint().as_str().to_owned())
+            } else {
+                None
+            },
+            cert_x5t: None,
+        };
+        let token = state.random_token();
+        let record = RefreshTokenRecord {
+            token_hash: sha256(&token),
+            grant_id: grant.id.clone(),
+            expires_at: now
+                .saturating_add(lifetimes.refresh_token_lifetime_secs)
+                .min(grant.expires_at),
+        };
+        state
+            .grants
+            .create_grant(&grant, &record)
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        Some(token)
+    } else {
+        None
+    };
+    issue(state, client, subject, &scope, proof, refresh, now)
+}
+
+fn invalid_grant(why: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, why)
+}
+
+/// Whether the proof satisfies the grant's key binding (public clients, RFC 9449 §5).
+fn binding_holds(grant: &Grant, proof: Option<&VerifiedProof>) -> bool {
+    match &grant.dpop_jkt {
+        None => true,
+        Some(jkt) => proof.is_some_and(|p| p.thumbprint().as_str() == jkt),
+    }
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    form: &Form,
+    proof: Option<&VerifiedProof>,
+    now: UnixTime,
+) -> Result<Response, OAuthError> {
+    let presented = sha256(form.require("refresh_token")?);
+    let grant = match state
+        .grants
+        .refresh_token_state(&presented, now)
+        .await
+        .map_err(|e| store_unavailable(&e))?
+    {
+        RefreshTokenState::Active(grant) => grant,
+        RefreshTokenState::Used(grant) => {
+            // RFC 9700 §4.14.2: reuse of a rotated token revokes the grant, when presented by
+            // the client it belongs to with its binding (a thief without the key cannot revoke).
+            if grant.client_id == client.config.client_id && binding_holds(&grant, proof) {
+                let next = RefreshTokenRecord {
+                    token_hash: sha256(&state.random_token()),
+                    grant_id: grant.id.clone(),
+                    expires_at: now,
+                };
+                state
+                    .grants
+                    .rotate_refresh_token(&presented, &next, now)
+                    .await
+                    .map_err(|e| store_unavailable(&e))?;
+                tracing::warn!(grant = ?grant.id, client = %grant.client_id, "refresh token reuse: grant revoked");
+            }
+            return Err(invalid_grant("the refresh token was already used"));
+        }
+        _ => {
+            return Err(invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    if grant.client_id != client.config.client_id {
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if !binding_holds(&grant, proof) {
+        return Err(invalid_grant(
+            "the DPoP proof key does not match the refresh token's binding",
+        ));
+    }
+    let granted: Vec<&str> = grant.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let scope = granted_scope(form.get("scope"), &granted)?;
+    let token = state.random_token();
+    let next = RefreshTokenRecord {
+        token_hash: sha256(&token),
+        grant_id: grant.id.clone(),
+        expires_at: now
+            .saturating_add(state.settings.config.tokens.refresh_token_lifetime_secs)
+            .min(grant.expires_at),
+    };
+    match state
+        .grants
+        .rotate_refresh_token(&presented, &next, now)
+        .await
+        .map_err(|e| store_unavailable(&e))?
+    {
+        Rotation::Rotated(grant) => issue(
+            state,
+            client,
+            grant.subject,
+            &scope,
+            proof,
+            Some(token),
+            now,
+        ),
+        Rotation::ReuseDetected(_) => Err(invalid_grant("the refresh token was already used")),
+        _ => Err(invalid_grant(
+            "the refresh token is invalid, expired or revoked",
+        )),
+    }
+}
+
+fn issue(
+    state: &AppState,
+    client: &Client,
+    subject: String,
+    scope: &str,
+    proof: Option<&VerifiedProof>,
+    refresh: Option<String>,
+    now: UnixTime,
+) -> Result<Response, OAuthError> {
+    let lifetime = state.settings.config.tokens.access_token_lifetime_secs;
+    let claims = AccessTokenClaims {
+        iss: state.settings.issuer.clone(),
+        sub: subject,
+        aud: Audience::One(state.settings.audience.clone()),
+        exp: now.as_secs() + lifetime,
+        iat: now.as_secs(),
+        nbf: None,
+        jti: state.random_token(),
+        client_id: client.config.client_id.clone(),
+        scope: (!scope.is_empty()).then(|| scope.to_owned()),
+        cnf: proof.map(|p| Confirmation {
+            jkt: Some(p.thumbprint().clone()),
+            x5t_s256: None,
+        }),
+    };
+    let access_token = state.keys.signer().sign(&claims).map_err(|e| {
+        tracing::error!(%e, "signing an access token failed");
+        OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
+    })?;
+    state.metrics.token_issued(proof.is_some());
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": if proof.is_some() { "DPoP" } else { "Bearer" },
+        "expires_in": lifetime,
+    });
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    let mut response = Json(body).into_response();
+    no_store(&mut response);
+    if proof.is_some() {
+        attach_nonce(&mut response, Some(&state.nonces.issue(now)));
+    }
+    Ok(response)
+}
