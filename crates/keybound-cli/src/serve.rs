@@ -57,10 +57,18 @@ fn read_or_create_secret(
     Ok(bytes)
 }
 
+/// Creates the data directory, readable by its owner only.
+fn create_data_dir(dir: &Path) -> Result<(), Failure> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))
+}
+
 /// The development configuration: two demo clients whose secret and DPoP key live in the data dir.
 fn development_config(issuer: &str, data_dir: &Path) -> Result<(Config, Demo), Failure> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| Failure(format!("cannot create {}: {e}", data_dir.display())))?;
+    create_data_dir(data_dir)?;
     let secret_file = data_dir.join("demo-client-secret");
     let secret = read_or_create_secret(&secret_file, || {
         let mut raw = [0u8; 24];
@@ -186,8 +194,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let data_dir = settings.config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| Failure(format!("cannot create {}: {e}", data_dir.display())))?;
+        create_data_dir(&data_dir)?;
         let ring = keys::load_or_create(&data_dir, settings.signing_alg)
             .map_err(|e| Failure(e.to_string()))?;
         let store = SqliteStore::open(&data_dir.join("keybound.db"))

@@ -22,26 +22,134 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn serve_runs_and_reports_version_and_roles() {
-    let out = keybound(&["serve"]);
-    assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains(env!("CARGO_PKG_VERSION")));
-    assert!(text.contains("authorization-server") && text.contains("resource-server"));
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
-fn serve_options_come_from_flags_or_environment() {
+fn serve_prints_a_command_that_gets_a_dpop_bound_token() {
+    use std::io::BufRead as _;
+    let port = free_port();
+    let data = temp_file("unused", "").with_file_name(format!("data-{port}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keybound"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .env_remove("KEYBOUND_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let last = line.trim_end().ends_with("/token");
+        banner.push(line);
+        if last && banner.iter().any(|l| l.contains("curl")) {
+            break;
+        }
+    }
+    let text = banner.join("\n");
+    assert!(
+        text.contains(&format!("issuer    http://127.0.0.1:{port}")),
+        "{text}"
+    );
+    // Run the printed command as a user would paste it.
+    let command = text[text.find("curl").unwrap()..].replace("\\\n", " ");
+    let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{command}\n{out:?}"));
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    assert!(body["refresh_token"].is_string());
+    // The key files are private.
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in ["demo-client-secret", "demo-dpop-key.p8"] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_configuration_naming_the_key() {
+    let config = temp_file(
+        "bad.toml",
+        "issuer = \"https://as.example\"\n[tokens]\nsigning_alg = \"HS256\"\n",
+    );
+    let out = keybound(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("tokens.signing_alg")
+    );
+    assert_eq!(
+        keybound(&["serve", "--config", "/nonexistent.toml"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn keys_rotate_and_proof() {
+    let port = free_port();
+    let data = temp_file("unused2", "").with_file_name(format!("rot-{port}"));
+    let args = ["keys", "rotate", "--data-dir", data.to_str().unwrap()];
+    let first = keybound(&args);
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
     let out = Command::new(env!("CARGO_BIN_EXE_keybound"))
-        .args(["--json", "serve", "--data-dir", "/tmp/kb"])
-        .env("KEYBOUND_LISTEN", "127.0.0.1:9443")
+        .arg("--json")
+        .args(args)
         .output()
         .unwrap();
+    let kid: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(kid["current_kid"].as_str().unwrap().len() == 43);
+    let key = data.join("demo-dpop-key.p8");
+    let out = keybound(&[
+        "proof",
+        "--key",
+        key.to_str().unwrap(),
+        "--method",
+        "GET",
+        "--url",
+        "https://rs.example/x?y=1",
+        "--token",
+        "abc",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["listen"], "127.0.0.1:9443");
-    assert_eq!(v["data_dir"], "/tmp/kb");
+    let proof = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(proof.trim().split('.').count(), 3);
+    assert_eq!(
+        keybound(&["proof", "--key", "/nonexistent", "--url", "https://a/"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -81,12 +189,6 @@ fn failures_exit_1_and_usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("cannot read"));
-    assert_eq!(
-        keybound(&["serve", "--config", "/nonexistent.toml"])
-            .status
-            .code(),
-        Some(1)
-    );
     assert_eq!(keybound(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(
         keybound(&["serve", "--listen", "not-an-address"])
