@@ -7,6 +7,7 @@
 
 mod serve;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,6 +49,10 @@ enum Command {
     ///
     /// Example: keybound proof --key client.p8 --method POST --url https://as.example/token
     Proof(ProofArgs),
+    /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
+    ///
+    /// Example: printf %s "$SECRET" | keybound hash-secret
+    HashSecret,
     /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file, public or private.
     ///
     /// Example: keybound thumbprint client-key.jwk
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Proof(args) => proof(args),
+        Command::HashSecret => hash_secret(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };
     match result {
@@ -151,6 +157,23 @@ fn read_pkcs8(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
         .decode(body.trim())
         .map(Zeroizing::new)
         .map_err(|_| Failure(format!("{} is not valid PEM", path.display())))
+}
+
+fn hash_secret(as_json: bool) -> Result<(), Failure> {
+    let mut secret = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().take(4096), &mut secret)
+        .map_err(|e| Failure(format!("cannot read the secret: {e}")))?;
+    let secret = secret.strip_suffix('\n').unwrap_or(&secret);
+    if secret.is_empty() {
+        return Err(Failure("no secret on standard input".into()));
+    }
+    let hash = keybound_server::hash_secret(secret);
+    if as_json {
+        println!("{}", json!({ "client_secret_sha256": hash }));
+    } else {
+        println!("{hash}");
+    }
+    Ok(())
 }
 
 fn proof(args: &ProofArgs) -> Result<(), Failure> {

@@ -181,6 +181,15 @@ fn load(args: &ServeArgs) -> Result<(Validated, bool, Option<Demo>), Failure> {
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
     }
+    // Secrets come from the environment rather than a file or the command line, where
+    // `ps` would show them: KEYBOUND_NONCE_SECRETS=current[,previous] (base64url).
+    if let Ok(secrets) = std::env::var("KEYBOUND_NONCE_SECRETS") {
+        config.dpop.nonce_secrets = secrets
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
     let dev = demo.is_some();
     let settings = config
         .validate()
@@ -205,13 +214,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
         let listen = listener.local_addr().unwrap_or(args.listen);
         banner(&settings, listen, demo.as_ref());
-        let state = AppState::new(
-            settings,
-            ring,
-            Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
-            Arc::new(store),
-            system_clock(),
-        );
+        let store = Arc::new(store);
+        tokio::spawn(purge_periodically(store.clone()));
+        let replay = Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY));
+        let state = AppState::new(settings, ring, replay, store, system_clock());
         tracing::info!(%listen, "serving");
         axum::serve(listener, router(Arc::new(state)))
             .with_graceful_shutdown(async {
@@ -220,6 +226,19 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure(format!("server error: {e}")))
     })
+}
+
+/// Deletes expired refresh tokens, grants and revocations every ten minutes.
+async fn purge_periodically(store: Arc<SqliteStore>) {
+    let clock = system_clock();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match keybound_store::GrantStore::purge_expired(store.as_ref(), clock()).await {
+            Ok(rows) => tracing::debug!(rows, "purged expired records"),
+            Err(error) => tracing::warn!(%error, "purging expired records failed"),
+        }
+    }
 }
 
 /// `keybound keys rotate`.

@@ -197,3 +197,27 @@ fn failures_exit_1_and_usage_errors_exit_2() {
         Some(2)
     );
 }
+
+#[test]
+fn hash_secret_reads_standard_input() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keybound"))
+        .arg("hash-secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // SHA-256("correct horse battery staple"), base64url.
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "xLvLH77JnWW_WdhcjLYu4tuWPw_hBvSD2a-nO9Tjmoo"
+    );
+}

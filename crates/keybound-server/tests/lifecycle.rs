@@ -432,3 +432,11 @@ async fn over_a_real_loopback_socket() {
     );
     server.abort();
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../keybound.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let settings = Config::from_toml(&text).unwrap().validate().unwrap();
+    assert_eq!(settings.config.clients.len(), 3);
+}
