@@ -226,10 +226,7 @@ async fn private_key_jwt_assertions_are_single_use_and_checked() {
     send(h.assertion("long", TOKEN_URL, 3600))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let mut forged = h.assertion("forged", TOKEN_URL, 60);
-    forged.pop();
-    forged.push('A');
-    send(forged)
+    send(tamper(&h.assertion("forged", TOKEN_URL, 60)))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
@@ -564,9 +561,7 @@ async fn a_failed_request_consumes_nothing() {
         .unwrap()
         .to_owned();
     // Bad proof, bad client secret, another client, unknown grant type: each fails ...
-    let mut bad_proof = h.proof(&k);
-    bad_proof.pop();
-    bad_proof.push(if bad_proof.ends_with('A') { 'B' } else { 'A' });
+    let bad_proof = tamper(&h.proof(&k));
     refresh(&h, ("basic", SECRET), &rt, &[&bad_proof])
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");

@@ -278,3 +278,12 @@ impl Reply {
 pub fn key(alg: Algorithm) -> SigningKey {
     SigningKey::generate(alg, &SystemRandom::new()).unwrap().0
 }
+
+/// Changes one character in the middle of a JWS signature (still canonical base64url), so the
+/// signature no longer verifies.
+pub fn tamper(jws: &str) -> String {
+    let at = jws.rfind('.').unwrap() + 10;
+    let mut bytes = jws.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
