@@ -36,26 +36,26 @@ struct Cli {
 enum Command {
     /// Run the Authorization Server. Without --config: a development server with demo clients.
     ///
-    /// Example: keybound serve --listen 127.0.0.1:8443 --data-dir ./keybound-data
+    /// Example: `keybound serve --listen 127.0.0.1:8443 --data-dir ./keybound-data`
     Serve(serve::ServeArgs),
     /// Manage the signing keys in the data directory.
     ///
-    /// Example: keybound keys rotate --config keybound.toml
+    /// Example: `keybound keys rotate --config keybound.toml`
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
     /// Print a DPoP proof for one request, signed with a PKCS#8 key file (DER or PEM).
     ///
-    /// Example: keybound proof --key client.p8 --method POST --url https://as.example/token
+    /// Example: `keybound proof --key client.p8 --method POST --url https://as.example/token`
     Proof(ProofArgs),
     /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
     ///
-    /// Example: printf %s "$SECRET" | keybound hash-secret
+    /// Example: `printf %s "$SECRET" | keybound hash-secret`
     HashSecret,
     /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file, public or private.
     ///
-    /// Example: keybound thumbprint client-key.jwk
+    /// Example: `keybound thumbprint client-key.jwk`
     Thumbprint {
         /// The JWK file.
         file: PathBuf,
