@@ -151,6 +151,17 @@ fn banner(settings: &Validated, listen: SocketAddr, demo: Option<&Demo>) {
         secret = demo.confidential_secret,
         key = demo.key_file.display(),
     );
+    println!();
+    println!("Then call the protected demo API with it:");
+    println!(
+        "  TOKEN=$(curl -s -u demo-confidential:{secret} -d grant_type=client_credentials -H \"DPoP: $({exe} proof --key {key} --method POST --url {issuer}/token)\" {issuer}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')",
+        secret = demo.confidential_secret,
+        key = demo.key_file.display()
+    );
+    println!(
+        "  curl -s -H \"Authorization: DPoP $TOKEN\" -H \"DPoP: $({exe} proof --key {key} --method GET --url {issuer}/api/whoami --token $TOKEN)\" {issuer}/api/whoami",
+        key = demo.key_file.display()
+    );
 }
 
 fn load(args: &ServeArgs) -> Result<(Validated, bool, Option<Demo>), Failure> {
@@ -217,15 +228,45 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         let store = Arc::new(store);
         tokio::spawn(purge_periodically(store.clone()));
         let replay = Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY));
-        let state = AppState::new(settings, ring, replay, store, system_clock());
+        let state = Arc::new(AppState::new(
+            settings,
+            ring,
+            replay.clone(),
+            store,
+            system_clock(),
+        ));
+        let app = router(state.clone()).merge(demo_api(&state, replay)?);
         tracing::info!(%listen, "serving");
-        axum::serve(listener, router(Arc::new(state)))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
             .map_err(|e| Failure(format!("server error: {e}")))
     })
+}
+
+/// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
+fn demo_api(state: &AppState, replay: Arc<MemoryReplayCache>) -> Result<axum::Router, Failure> {
+    use keybound_resource::{
+        KeySource, ResourceConfig, ResourceLayer, ResourceVerifier, VerifiedToken,
+    };
+    let config = ResourceConfig::new(state.issuer(), state.audience(), state.issuer());
+    let keys = KeySource::Static(Arc::new(state.key_set().clone()));
+    let verifier =
+        ResourceVerifier::new(config, keys, replay).map_err(|e| Failure(e.to_string()))?;
+    async fn whoami(token: VerifiedToken) -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({
+            "sub": token.claims.sub,
+            "client_id": token.claims.client_id,
+            "scope": token.claims.scope,
+            "token_type": token.scheme.name(),
+            "jkt": token.jkt.as_ref().map(|j| j.as_str().to_owned()),
+        }))
+    }
+    Ok(axum::Router::new()
+        .route("/api/whoami", axum::routing::get(whoami))
+        .layer(ResourceLayer::new(Arc::new(verifier))))
 }
 
 /// Deletes expired refresh tokens, grants and revocations every ten minutes.

@@ -102,6 +102,18 @@ impl AppState {
         &self.settings.issuer
     }
 
+    /// The audience of the access tokens this AS issues.
+    #[must_use]
+    pub fn audience(&self) -> &str {
+        &self.settings.audience
+    }
+
+    /// The AS's published keys (for a resource server in the same process).
+    #[must_use]
+    pub fn key_set(&self) -> &keybound_core::KeySet {
+        self.keys.key_set()
+    }
+
     pub(crate) fn now(&self) -> UnixTime {
         (self.clock)()
     }

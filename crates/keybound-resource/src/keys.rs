@@ -1,0 +1,215 @@
+//! Where the AS's public keys come from: a fixed key set, or the issuer's JWKS, discovered from
+//! its RFC 8414 metadata, refreshed on a schedule and when a token names an unknown `kid`
+//! (at most once per `min_refresh_interval`, so a storm of bogus `kid`s cannot hammer the AS).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keybound_core::KeySet;
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+/// Largest metadata or JWKS document accepted.
+pub const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// Why keys could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFetchError {
+    /// The request failed or timed out.
+    #[error("fetching {url}: {message}")]
+    Http {
+        /// What was fetched.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The response is not the expected document.
+    #[error("{url} returned an invalid document: {message}")]
+    Invalid {
+        /// What was fetched.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+#[derive(Debug)]
+struct Fetched {
+    keys: Arc<KeySet>,
+    at: Instant,
+}
+
+/// The issuer's keys as fetched over HTTP.
+#[derive(Debug)]
+pub struct JwksSource {
+    issuer: String,
+    http: reqwest::Client,
+    jwks_uri: RwLock<Option<String>>,
+    current: RwLock<Option<Fetched>>,
+    last_attempt: Mutex<Option<Instant>>,
+    min_refresh_interval: Duration,
+    max_age: Duration,
+}
+
+/// A key source for the resource verifier.
+#[derive(Debug)]
+pub enum KeySource {
+    /// Keys given at construction (e.g. an AS in the same process, or tests).
+    Static(Arc<KeySet>),
+    /// The issuer's JWKS over HTTP.
+    Jwks(Box<JwksSource>),
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, KeyFetchError> {
+    let http_err = |message: String| KeyFetchError::Http {
+        url: url.to_owned(),
+        message,
+    };
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| http_err(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(http_err(format!("status {}", response.status())));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| http_err(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(http_err(format!("larger than {MAX_DOCUMENT} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| KeyFetchError::Invalid {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl JwksSource {
+    /// Keys of `issuer`, discovered from `<issuer>/.well-known/oauth-authorization-server`.
+    /// Redirects are not followed; requests time out after 5 s.
+    ///
+    /// # Errors
+    /// [`KeyFetchError::Http`] if the HTTP client cannot be built.
+    pub fn new(issuer: &str) -> Result<Self, KeyFetchError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| KeyFetchError::Http {
+                url: issuer.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            http,
+            jwks_uri: RwLock::new(None),
+            current: RwLock::new(None),
+            last_attempt: Mutex::new(None),
+            min_refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(300),
+        })
+    }
+
+    /// Sets how often a refresh may be attempted (default 30 s) and how old keys may get before
+    /// a scheduled refresh (default 300 s).
+    #[must_use]
+    pub fn with_intervals(mut self, min_refresh_interval: Duration, max_age: Duration) -> Self {
+        self.min_refresh_interval = min_refresh_interval;
+        self.max_age = max_age;
+        self
+    }
+
+    async fn jwks_uri(&self) -> Result<String, KeyFetchError> {
+        if let Some(uri) = self.jwks_uri.read().await.clone() {
+            return Ok(uri);
+        }
+        let url = format!("{}/.well-known/oauth-authorization-server", self.issuer);
+        let metadata = get_json(&self.http, &url).await?;
+        let invalid = |message: &str| KeyFetchError::Invalid {
+            url: url.clone(),
+            message: message.to_owned(),
+        };
+        if metadata.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(invalid("issuer does not match (RFC 8414 §3.3)"));
+        }
+        let uri = metadata
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("no jwks_uri"))?
+            .to_owned();
+        *self.jwks_uri.write().await = Some(uri.clone());
+        Ok(uri)
+    }
+
+    async fn fetch(&self) -> Result<Arc<KeySet>, KeyFetchError> {
+        let uri = self.jwks_uri().await?;
+        let document = get_json(&self.http, &uri).await?;
+        let keys = KeySet::from_jwks_json(document.to_string().as_bytes()).map_err(|e| {
+            KeyFetchError::Invalid {
+                url: uri.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let keys = Arc::new(keys);
+        *self.current.write().await = Some(Fetched {
+            keys: keys.clone(),
+            at: Instant::now(),
+        });
+        tracing::info!(keys = keys.len(), %uri, "fetched the issuer's JWKS");
+        Ok(keys)
+    }
+
+    /// Refreshes unless one was attempted within `min_refresh_interval`. Returns the keys if a
+    /// fetch happened and succeeded.
+    async fn refresh_rate_limited(&self) -> Option<Arc<KeySet>> {
+        {
+            let mut last = self.last_attempt.lock().await;
+            if last.is_some_and(|t| t.elapsed() < self.min_refresh_interval) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.fetch().await {
+            Ok(keys) => Some(keys),
+            Err(error) => {
+                tracing::warn!(%error, "JWKS refresh failed; keeping the previous keys");
+                None
+            }
+        }
+    }
+}
+
+impl KeySource {
+    /// The current keys, fetching them first if there are none yet or they are older than the
+    /// maximum age. `None` when no keys could ever be fetched.
+    pub(crate) async fn keys(&self) -> Option<Arc<KeySet>> {
+        match self {
+            Self::Static(keys) => Some(keys.clone()),
+            Self::Jwks(source) => {
+                let (keys, stale) = match source.current.read().await.as_ref() {
+                    Some(f) => (Some(f.keys.clone()), f.at.elapsed() > source.max_age),
+                    None => (None, true),
+                };
+                if stale && let Some(fresh) = source.refresh_rate_limited().await {
+                    return Some(fresh);
+                }
+                keys
+            }
+        }
+    }
+
+    /// Called when a token names an unknown `kid`: a rate-limited refetch.
+    pub(crate) async fn unknown_kid(&self) -> Option<Arc<KeySet>> {
+        match self {
+            Self::Static(_) => None,
+            Self::Jwks(source) => source.refresh_rate_limited().await,
+        }
+    }
+}
