@@ -11,8 +11,8 @@
 //! 3. the proof, by the same `keybound_core` verifier the Authorization Server uses, with `htu`
 //!    from the configured public base URL plus the request path, `ath`, and the nonce policy;
 //! 4. the binding (`cnf.jkt` against the proof key; a DPoP-bound token as `Bearer` is refused);
-//! 5. the proof's `jti`, recorded atomically in the replay cache;
-//! 6. the route's required scopes.
+//! 5. the route's required scopes;
+//! 6. the proof's `jti`, recorded atomically in the replay cache, only once all else passed.
 //!
 //! Rejections carry the status and `WWW-Authenticate` challenge of RFC 9449 §7 and RFC 6750 §3,
 //! `DPoP-Nonce` when a nonce is needed, and CORS exposure of both headers. Handlers take the

@@ -1,6 +1,6 @@
 //! The per-request check, in order: credentials → access token (cache, then keys) → proof (the
-//! shared `keybound-core` verifier) → binding → replay record → scopes. Nothing is recorded for a
-//! request that fails an earlier check.
+//! shared `keybound-core` verifier) → binding → scopes → replay record. Every stateless check runs
+//! before the proof's `jti` is recorded, so a refused request consumes nothing.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -509,6 +509,22 @@ impl ResourceVerifier {
                 )
             })?;
 
+        // Scopes are stateless too: check them before anything is recorded.
+        let missing: Vec<&str> = required_scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !claims.scopes().any(|have| have == *s))
+            .collect();
+        if !missing.is_empty() {
+            let rejection = Rejection::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::InsufficientScope,
+                &[scheme],
+                "insufficient_scope",
+                "the token lacks a required scope",
+            );
+            return Err(rejection.with_scope(required_scopes.join(" ")));
+        }
         // Every check passed: record the proof, atomically (rule 11).
         if let Some(proof) = &proof {
             let key = proof.replay_key();
@@ -532,21 +548,6 @@ impl ResourceVerifier {
             }
         }
 
-        let missing: Vec<&str> = required_scopes
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !claims.scopes().any(|have| have == *s))
-            .collect();
-        if !missing.is_empty() {
-            let rejection = Rejection::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::InsufficientScope,
-                &[scheme],
-                "insufficient_scope",
-                "the token lacks a required scope",
-            );
-            return Err(rejection.with_scope(required_scopes.join(" ")));
-        }
         Ok(VerifiedToken {
             claims,
             scheme,
