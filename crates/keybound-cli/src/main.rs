@@ -5,6 +5,7 @@
 //!
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
+mod gateway;
 mod serve;
 
 use std::io::Read as _;
@@ -38,6 +39,11 @@ enum Command {
     ///
     /// Example: `keybound serve --listen 127.0.0.1:8443 --data-dir ./keybound-data`
     Serve(serve::ServeArgs),
+    /// Protect any HTTP API: a reverse proxy that enforces DPoP binding and forwards the
+    /// verified claims in X-Keybound-* headers.
+    ///
+    /// Example: `keybound gateway --upstream http://127.0.0.1:3000 --issuer https://as.example --public-url https://api.example`
+    Gateway(gateway::GatewayArgs),
     /// Manage the signing keys in the data directory.
     ///
     /// Example: `keybound keys rotate --config keybound.toml`
@@ -113,6 +119,10 @@ fn main() -> ExitCode {
             }
         }),
         Command::Proof(args) => proof(args),
+        Command::Gateway(args) => {
+            init_logging();
+            gateway::gateway(args)
+        }
         Command::HashSecret => hash_secret(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };

@@ -31,11 +31,13 @@
 //! ```
 
 mod cache;
+mod gateway;
 mod keys;
 mod layer;
 mod rejection;
 mod verifier;
 
+pub use gateway::{CLAIM_HEADER_PREFIX, GatewayConfig, gateway_router};
 pub use keys::{JwksSource, KeyFetchError, KeySource, MAX_DOCUMENT};
 pub use layer::{ResourceLayer, ResourceService};
 pub use rejection::Rejection;
