@@ -122,7 +122,7 @@ impl Setup {
             .decode(&proof[dot + 1..])
             .unwrap();
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
-            .verify(proof[..dot].as_bytes(), &signature)
+            .verify(&proof.as_bytes()[..dot], &signature)
             .unwrap();
     }
 }

@@ -59,6 +59,8 @@ pub enum KeySource {
     Static(Arc<KeySet>),
     /// The issuer's JWKS over HTTP.
     Jwks(Box<JwksSource>),
+    /// Opaque tokens, introspected at the AS (RFC 7662).
+    Introspection(Box<crate::IntrospectionSource>),
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, KeyFetchError> {
@@ -192,6 +194,7 @@ impl KeySource {
     pub(crate) async fn keys(&self) -> Option<Arc<KeySet>> {
         match self {
             Self::Static(keys) => Some(keys.clone()),
+            Self::Introspection(_) => None,
             Self::Jwks(source) => {
                 let (keys, stale) = match source.current.read().await.as_ref() {
                     Some(f) => (Some(f.keys.clone()), f.at.elapsed() > source.max_age),
@@ -208,7 +211,7 @@ impl KeySource {
     /// Called when a token names an unknown `kid`: a rate-limited refetch.
     pub(crate) async fn unknown_kid(&self) -> Option<Arc<KeySet>> {
         match self {
-            Self::Static(_) => None,
+            Self::Static(_) | Self::Introspection(_) => None,
             Self::Jwks(source) => source.refresh_rate_limited().await,
         }
     }

@@ -5,9 +5,10 @@
 //!
 //! 1. one `Authorization` header, scheme `DPoP` or `Bearer` in any case, never a token in the
 //!    query; a `DPoP` proof header with the `DPoP` scheme and not with `Bearer`;
-//! 2. the access token (RFC 9068) against the issuer's keys ([`KeySource`]: fixed, or JWKS
-//!    discovered from metadata and refetched on an unknown `kid`, rate-limited), from a cache of
-//!    verified tokens so a repeated token costs no signature check;
+//! 2. the access token: an RFC 9068 JWT against the issuer's keys ([`KeySource`]: fixed, or JWKS
+//!    discovered from metadata and refetched on an unknown `kid`, rate-limited), or an opaque
+//!    token by RFC 7662 introspection ([`KeySource::Introspection`]), from a cache of verified
+//!    tokens so a repeated token costs no signature check or round trip;
 //! 3. the proof, by the same `keybound_core` verifier the Authorization Server uses, with `htu`
 //!    from the configured public base URL plus the request path, `ath`, and the nonce policy;
 //! 4. the binding (`cnf.jkt` against the proof key; a DPoP-bound token as `Bearer` is refused);
@@ -32,12 +33,14 @@
 
 mod cache;
 mod gateway;
+mod introspection;
 mod keys;
 mod layer;
 mod rejection;
 mod verifier;
 
 pub use gateway::{CLAIM_HEADER_PREFIX, GatewayConfig, gateway_router};
+pub use introspection::{IntrospectionError, IntrospectionSource};
 pub use keys::{JwksSource, KeyFetchError, KeySource, MAX_DOCUMENT};
 pub use layer::{ResourceLayer, ResourceService};
 pub use rejection::Rejection;

@@ -303,6 +303,33 @@ impl ResourceVerifier {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(claims);
         }
+        if let KeySource::Introspection(source) = &self.keys {
+            let answer = source
+                .introspect(token, &self.config.issuer, &self.config.audience, now)
+                .await;
+            let claims = Arc::new(answer.map_err(|e| match e {
+                crate::IntrospectionError::Unavailable(why) => {
+                    tracing::warn!(%why, "introspection unavailable; refusing");
+                    Rejection::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::TemporarilyUnavailable,
+                        &[scheme],
+                        "introspection_unavailable",
+                        "try again later",
+                    )
+                }
+                inactive => Rejection::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::InvalidToken,
+                    &[scheme],
+                    "inactive_token",
+                    inactive.to_string(),
+                ),
+            })?);
+            let until = now.as_secs() + source.ttl().as_secs();
+            self.cache.insert(key, claims.clone(), until, now);
+            return Ok(claims);
+        }
         let unavailable = || {
             Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -329,7 +356,7 @@ impl ResourceVerifier {
                 e.to_string(),
             )
         })?);
-        self.cache.insert(key, claims.clone(), now);
+        self.cache.insert(key, claims.clone(), claims.exp, now);
         Ok(claims)
     }
 

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 use keybound_core::access_token::{Audience, Confirmation};
 use keybound_core::dpop::ProofBuilder;
@@ -27,19 +27,17 @@ const PUBLIC: &str = "https://api.example.com";
 
 /// An upstream that echoes what it received and counts calls.
 async fn upstream(calls: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().fallback(
-        move |headers: HeaderMap, uri: axum::http::Uri, body: String| {
-            let calls = calls.clone();
-            async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                let headers: serde_json::Map<String, Value> = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
-                    .collect();
-                axum::Json(json!({ "path": uri.to_string(), "headers": headers, "body": body }))
-            }
-        },
-    );
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, uri: Uri, body: String| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let headers: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+                .collect();
+            axum::Json(json!({ "path": uri.to_string(), "headers": headers, "body": body }))
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
