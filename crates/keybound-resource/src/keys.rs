@@ -34,6 +34,29 @@ pub enum KeyFetchError {
     },
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metadata_locations() {
+        assert_eq!(
+            super::metadata_urls("https://as.example"),
+            ["https://as.example/.well-known/oauth-authorization-server"]
+        );
+        assert_eq!(
+            super::metadata_urls("https://as.example/"),
+            ["https://as.example/.well-known/oauth-authorization-server"]
+        );
+        assert_eq!(
+            super::metadata_urls("https://as.example/tenant"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant",
+                "https://as.example/tenant/.well-known/oauth-authorization-server"
+            ]
+        );
+        assert!(super::metadata_urls("as.example").is_empty());
+    }
+}
+
 #[derive(Debug)]
 struct Fetched {
     keys: Arc<KeySet>,
@@ -93,8 +116,28 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, KeyFetchEr
     })
 }
 
+/// Where an issuer's metadata may be: the RFC 8414 §3.1 location (the well-known segment
+/// inserted between the host and the issuer's path), then the form that appends it to the whole
+/// issuer (OpenID Connect Discovery style, what many servers serve).
+fn metadata_urls(issuer: &str) -> Vec<String> {
+    const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
+    let Some((scheme, rest)) = issuer.split_once("://") else {
+        return Vec::new();
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let path = path.trim_end_matches('/');
+    let rfc8414 = format!("{scheme}://{authority}{WELL_KNOWN}{path}");
+    let appended = format!("{}{WELL_KNOWN}", issuer.trim_end_matches('/'));
+    if rfc8414 == appended {
+        vec![rfc8414]
+    } else {
+        vec![rfc8414, appended]
+    }
+}
+
 impl JwksSource {
-    /// Keys of `issuer`, discovered from `<issuer>/.well-known/oauth-authorization-server`.
+    /// Keys of `issuer`, discovered from its RFC 8414 metadata (`/.well-known/oauth-authorization-server`
+    /// inserted before the issuer's path, then appended to the issuer as a fallback).
     /// Redirects are not followed; requests time out after 5 s.
     ///
     /// # Errors
@@ -109,7 +152,7 @@ impl JwksSource {
                 message: e.to_string(),
             })?;
         Ok(Self {
-            issuer: issuer.trim_end_matches('/').to_owned(),
+            issuer: issuer.to_owned(),
             http,
             jwks_uri: RwLock::new(None),
             current: RwLock::new(None),
@@ -132,8 +175,23 @@ impl JwksSource {
         if let Some(uri) = self.jwks_uri.read().await.clone() {
             return Ok(uri);
         }
-        let url = format!("{}/.well-known/oauth-authorization-server", self.issuer);
-        let metadata = get_json(&self.http, &url).await?;
+        let mut candidates = metadata_urls(&self.issuer).into_iter();
+        let mut attempt = None;
+        for candidate in candidates.by_ref() {
+            match get_json(&self.http, &candidate).await {
+                Ok(document) => {
+                    attempt = Some(Ok((candidate, document)));
+                    break;
+                }
+                Err(e) => attempt = Some(Err(e)),
+            }
+        }
+        let (url, metadata) = attempt.unwrap_or_else(|| {
+            Err(KeyFetchError::Invalid {
+                url: self.issuer.clone(),
+                message: "not an http(s) issuer".into(),
+            })
+        })?;
         let invalid = |message: &str| KeyFetchError::Invalid {
             url: url.clone(),
             message: message.to_owned(),

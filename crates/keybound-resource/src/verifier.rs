@@ -67,7 +67,8 @@ impl ResourceConfig {
     #[must_use]
     pub fn new(issuer: &str, audience: &str, public_base_url: &str) -> Self {
         Self {
-            issuer: issuer.trim_end_matches('/').to_owned(),
+            // RFC 9068 §4: `iss` must match exactly, trailing slash included.
+            issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             base: public_base_url.trim_end_matches('/').to_owned(),
             algorithms: Algorithm::FAPI2.to_vec(),
