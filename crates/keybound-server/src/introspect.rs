@@ -11,11 +11,11 @@ use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
 use keybound_store::RefreshTokenState;
 use serde_json::{Value, json};
 
-use crate::clients::{AuthContext, Authenticated};
+use crate::clients::Authenticated;
 use crate::error::{OAuthError, no_store};
 use crate::form::Form;
 use crate::state::AppState;
-use crate::token::{sha256, store_unavailable};
+use crate::token::{authenticate_client, sha256, store_unavailable};
 
 async fn authenticated<'a>(
     state: &'a AppState,
@@ -24,19 +24,7 @@ async fn authenticated<'a>(
     path: &str,
     now: UnixTime,
 ) -> Result<Authenticated<'a>, OAuthError> {
-    let endpoint = state.endpoint(path);
-    let ctx = AuthContext {
-        now,
-        issuer: &state.settings.issuer,
-        endpoint_url: &endpoint,
-    };
-    let auth = state
-        .clients
-        .authenticate(headers, form, &ctx)
-        .map_err(|(failure, basic)| {
-            state.metrics.client_auth_failed(failure.reason());
-            failure.into_error(basic)
-        })?;
+    let auth = authenticate_client(state, headers, form, path, now)?;
     auth.commit(state.replay.as_ref(), now)
         .await
         .map_err(|f| f.into_error(false))?;

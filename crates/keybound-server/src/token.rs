@@ -18,7 +18,7 @@ use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
 use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError};
 use serde_json::json;
 
-use crate::clients::{AuthContext, Client};
+use crate::clients::{AuthContext, Authenticated, Client};
 use crate::error::{OAuthError, attach_nonce, no_store};
 use crate::form::Form;
 use crate::state::AppState;
@@ -35,6 +35,35 @@ pub(crate) async fn token(
             error.into_response()
         }
     }
+}
+
+/// Authenticates the client calling the endpoint at `path` (its URL is an accepted assertion
+/// audience), counting and logging failures. Nothing is recorded yet: see `Authenticated::commit`.
+pub(crate) fn authenticate_client<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    form: &Form,
+    path: &str,
+    now: UnixTime,
+) -> Result<Authenticated<'a>, OAuthError> {
+    let endpoint = state.endpoint(path);
+    let ctx = AuthContext {
+        now,
+        issuer: &state.settings.issuer,
+        endpoint_url: &endpoint,
+    };
+    state
+        .clients
+        .authenticate(headers, form, &ctx)
+        .map_err(|(failure, basic)| {
+            state.metrics.client_auth_failed(failure.reason());
+            tracing::info!(
+                reason = failure.reason(),
+                path,
+                "client authentication failed"
+            );
+            failure.into_error(basic)
+        })
 }
 
 pub(crate) fn store_unavailable(error: &StoreError) -> OAuthError {
@@ -62,20 +91,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     let form = Form::parse(content_type, body)?;
     let grant_type = form.require("grant_type")?;
-    let endpoint = state.endpoint("/token");
-    let ctx = AuthContext {
-        now,
-        issuer: &state.settings.issuer,
-        endpoint_url: &endpoint,
-    };
-    let auth = state
-        .clients
-        .authenticate(headers, &form, &ctx)
-        .map_err(|(failure, basic)| {
-            state.metrics.client_auth_failed(failure.reason());
-            tracing::info!(reason = failure.reason(), "client authentication failed");
-            failure.into_error(basic)
-        })?;
+    let auth = authenticate_client(state, headers, &form, "/token", now)?;
     let client = auth.client;
     if !matches!(grant_type, "client_credentials" | "refresh_token") {
         return Err(OAuthError::new(
