@@ -9,7 +9,7 @@ import os, re, shutil, subprocess, sys, tempfile
 # Each entry: (file, original, replacement, what) — each removes one check.
 M = [
  ("keybound-core/dpop/verify.rs", "if !typ_matches(typ, PROOF_TYP) {", "if false {", "rule 4 typ"),
- ("keybound-core/dpop/verify.rs", 'if header.contains_key("keybound-core/crit") {', "if false {", "crit"),
+ ("keybound-core/dpop/verify.rs", 'if header.contains_key("crit") {', "if false {", "crit"),
  ("keybound-core/dpop/verify.rs", ".filter(|a| self.algorithms.contains(a))", ".filter(|_| true)", "rule 5 allow-list"),
  ("keybound-core/dpop/verify.rs", "jwk.check_algorithm(alg)\n            .map_err(|_| ProofError::AlgorithmKeyMismatch)?;", "let _ = jwk.check_algorithm(alg);", "rule 5 alg/key"),
  ("keybound-core/dpop/verify.rs", "if !jws.verify_with(&jwk, alg) {", "if false {", "rule 6 signature"),

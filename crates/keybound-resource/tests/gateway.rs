@@ -100,6 +100,7 @@ async fn verified_requests_are_forwarded_with_claims_and_refused_ones_never_arri
         .header("dpop", &proof)
         .header("x-keybound-subject", "mallory")
         .header("x-keybound-scope", "admin")
+        .header("x-keybound-role", "admin")
         .header("content-type", "text/plain")
         .body(Body::from("hello"))
         .unwrap();
@@ -120,6 +121,10 @@ async fn verified_requests_are_forwarded_with_claims_and_refused_ones_never_arri
     assert_eq!(
         h["x-keybound-jkt"],
         client.public_jwk().thumbprint().as_str()
+    );
+    assert!(
+        h.get("x-keybound-role").is_none(),
+        "a claim header the gateway does not set is still stripped"
     );
     assert!(
         h.get("authorization").is_none() && h.get("dpop").is_none(),

@@ -141,6 +141,19 @@ async fn rs_dpop_scheme_without_dpop_header_is_invalid_request() {
 }
 
 #[tokio::test]
+async fn rs_missing_proof_is_reported_before_the_token_is_checked() {
+    // The DPoP scheme without a proof is a malformed request whatever the token: no key
+    // lookup or signature check is spent on it.
+    let rs = Rs::new();
+    rs.get(RES, &[("authorization", "DPoP not-a-valid-token")])
+        .await
+        .assert_rejected(
+            StatusCode::BAD_REQUEST,
+            &[(Scheme::DPoP, Some(ErrorCode::InvalidRequest))],
+        );
+}
+
+#[tokio::test]
 async fn rs_two_authorization_headers_are_invalid_request() {
     let rs = Rs::new();
     let token = rs.bound_token();
