@@ -1,0 +1,451 @@
+//! # keybound-client
+//!
+//! Obtain DPoP-bound tokens and call protected APIs without writing proof plumbing: a key file,
+//! a proof per request (`htm`, `htu` without query and fragment, `ath` when a token is sent,
+//! `nonce` when the server gave one), a per-origin nonce cache filled from every `DPoP-Nonce`
+//! header, and exactly one retry on `use_dpop_nonce` (a 400 at a token endpoint, a 401 with a
+//! `DPoP` challenge at a resource), never a loop. Redirects are never followed.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keybound_client::ClientError> {
+//! use keybound_client::{ClientAuth, DpopClient, load_key_file};
+//! let client = DpopClient::new(load_key_file("client.p8".as_ref(), None)?)?;
+//! let issuer = client.discover("https://as.example.com").await?;
+//! let auth = ClientAuth::Secret { client_id: "billing".into(), client_secret: "...".into() };
+//! let token = client.client_credentials(&issuer, &auth, Some("orders:read")).await?;
+//! let response = client.call(reqwest::Method::GET, "https://api.example.com/orders", &token.access_token, None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Not yet: `private_key_jwt` and mTLS client authentication, the authorization-code helpers
+//! (PKCE, `dpop_jkt`, PAR), and a `reqwest` middleware.
+
+mod key;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use keybound_core::challenge::{Scheme, parse_challenges};
+use keybound_core::dpop::ProofBuilder;
+use keybound_core::{ErrorCode, SigningKey, UnixTime};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+
+pub use key::{generate_key_file, load_key_file};
+
+/// Largest token-endpoint or metadata response read.
+const MAX_RESPONSE: usize = 256 * 1024;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The key file could not be created or read.
+    #[error("key: {0}")]
+    Key(String),
+    /// The request could not be sent or the response not read.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The issuer's metadata is missing or unusable.
+    #[error("discovery: {0}")]
+    Discovery(String),
+    /// The server refused, with its OAuth error.
+    #[error("{status}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The OAuth error code.
+        error: ErrorCode,
+        /// `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The AS answered with a token that is not DPoP-bound; it is discarded (RFC 9449 §5).
+    #[error("the token endpoint returned token_type {0:?}, not DPoP; the token was discarded")]
+    NotDpopBound(String),
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`.
+    Secret {
+        /// The client id.
+        client_id: String,
+        /// The secret.
+        client_secret: String,
+    },
+    /// A public client: `client_id` only.
+    Public {
+        /// The client id.
+        client_id: String,
+    },
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret { client_id, .. } => write!(f, "Secret({client_id}, [redacted])"),
+            Self::Public { client_id } => write!(f, "Public({client_id})"),
+        }
+    }
+}
+
+/// What the client needs from RFC 8414 metadata.
+#[derive(Clone, Debug, Deserialize)]
+pub struct IssuerMetadata {
+    /// `issuer`.
+    pub issuer: String,
+    /// `token_endpoint`.
+    pub token_endpoint: String,
+    /// `dpop_signing_alg_values_supported`, if published.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+}
+
+/// A token response. `Debug` shows no token.
+#[derive(Clone, Deserialize)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// `DPoP` (anything else is refused before you see it).
+    pub token_type: String,
+    /// Lifetime in seconds.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// The refresh token, if one was issued.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Granted scopes.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A DPoP client: one key, one HTTP client, one nonce cache.
+pub struct DpopClient {
+    http: reqwest::Client,
+    key: SigningKey,
+    rng: SystemRandom,
+    nonces: Mutex<HashMap<(Role, String), String>>,
+    retries: AtomicU64,
+}
+
+impl fmt::Debug for DpopClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopClient")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who issued a nonce: the AS's and a resource's nonces are separate even on one origin
+/// (RFC 9449 §9), so they are cached apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Role {
+    Token,
+    Resource,
+}
+
+fn origin(role: Role, url: &Url) -> (Role, String) {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(0);
+    (role, format!("{}://{host}:{port}", url.scheme()))
+}
+
+fn now() -> UnixTime {
+    UnixTime::from_secs(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err(ClientError::Http("response too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+impl DpopClient {
+    /// A client signing proofs with `key`. Redirects are not followed; requests time out after 30 s.
+    ///
+    /// # Errors
+    /// [`ClientError::Http`] if the HTTP client cannot be built.
+    pub fn new(key: SigningKey) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(Self {
+            http,
+            key,
+            rng: SystemRandom::new(),
+            nonces: Mutex::new(HashMap::new()),
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// The key's thumbprint (what the server binds tokens to).
+    #[must_use]
+    pub fn thumbprint(&self) -> &keybound_core::JwkThumbprint {
+        self.key.public_jwk().thumbprint()
+    }
+
+    /// How many nonce retries this client has made (never more than one per request).
+    #[must_use]
+    pub fn nonce_retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn remember_nonce(&self, role: Role, url: &Url, headers: &reqwest::header::HeaderMap) {
+        if let Some(nonce) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok())
+            && keybound_core::Nonce::parse(nonce).is_some()
+            && let Ok(mut map) = self.nonces.lock()
+        {
+            map.insert(origin(role, url), nonce.to_owned());
+        }
+    }
+
+    fn nonce_for(&self, role: Role, url: &Url) -> Option<String> {
+        self.nonces.lock().ok()?.get(&origin(role, url)).cloned()
+    }
+
+    /// A fresh proof for `method` on `url`, with `ath` for `token` and the nonce the server at
+    /// that origin gave (its token endpoint's if no token is sent, else its resource's).
+    ///
+    /// # Errors
+    /// [`ClientError::Key`] if signing fails, [`ClientError::Http`] for a bad URL.
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let parsed = Url::parse(url).map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        let role = if token.is_some() {
+            Role::Resource
+        } else {
+            Role::Token
+        };
+        let nonce = self.nonce_for(role, &parsed);
+        let mut builder = ProofBuilder::new(method, url, now());
+        if let Some(token) = token {
+            builder = builder.access_token(token);
+        }
+        if let Some(nonce) = &nonce {
+            builder = builder.nonce(nonce);
+        }
+        builder
+            .sign(&self.key, &self.rng)
+            .map_err(|e| ClientError::Key(e.to_string()))
+    }
+
+    /// Reads `issuer`'s RFC 8414 metadata and checks that it names the same issuer.
+    ///
+    /// # Errors
+    /// [`ClientError::Discovery`].
+    pub async fn discover(&self, issuer: &str) -> Result<IssuerMetadata, ClientError> {
+        let url = format!(
+            "{}/.well-known/oauth-authorization-server",
+            issuer.trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Discovery(format!("{url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(ClientError::Discovery(format!(
+                "{url}: status {}",
+                response.status()
+            )));
+        }
+        let body = read_limited(response).await?;
+        let metadata: IssuerMetadata = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Discovery(format!("{url}: {e}")))?;
+        if metadata.issuer != issuer {
+            return Err(ClientError::Discovery(format!(
+                "{url} names issuer {}, not {issuer}",
+                metadata.issuer
+            )));
+        }
+        Ok(metadata)
+    }
+
+    async fn token_request(
+        &self,
+        issuer: &IssuerMetadata,
+        auth: &ClientAuth,
+        params: &[(&str, &str)],
+    ) -> Result<TokenResponse, ClientError> {
+        let url = Url::parse(&issuer.token_endpoint)
+            .map_err(|e| ClientError::Discovery(e.to_string()))?;
+        for attempt in 0..2 {
+            let proof = self.proof("POST", &issuer.token_endpoint, None)?;
+            let mut form: Vec<(&str, &str)> = params.to_vec();
+            let mut request = self.http.post(url.clone()).header("DPoP", proof);
+            match auth {
+                ClientAuth::Secret {
+                    client_id,
+                    client_secret,
+                } => request = request.basic_auth(client_id, Some(client_secret)),
+                ClientAuth::Public { client_id } => form.push(("client_id", client_id)),
+            }
+            let response = request
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?;
+            self.remember_nonce(Role::Token, &url, response.headers());
+            let status = response.status();
+            let body = read_limited(response).await?;
+            if status == StatusCode::OK {
+                let token: TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|e| ClientError::Http(format!("token response: {e}")))?;
+                if !token.token_type.eq_ignore_ascii_case("DPoP") {
+                    return Err(ClientError::NotDpopBound(token.token_type));
+                }
+                return Ok(token);
+            }
+            let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let code = ErrorCode::parse(error["error"].as_str().unwrap_or("server_error"));
+            if code == ErrorCode::UseDpopNonce
+                && attempt == 0
+                && self.nonce_for(Role::Token, &url).is_some()
+            {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let description = error["error_description"].as_str().map(str::to_owned);
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                error: code,
+                description,
+            });
+        }
+        Err(ClientError::Refused {
+            status: 400,
+            error: ErrorCode::UseDpopNonce,
+            description: Some("the nonce retry was refused too".into()),
+        })
+    }
+
+    /// The client credentials grant, DPoP-bound.
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] with the server's error, or [`ClientError::NotDpopBound`].
+    pub async fn client_credentials(
+        &self,
+        issuer: &IssuerMetadata,
+        auth: &ClientAuth,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, ClientError> {
+        let mut params = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        self.token_request(issuer, auth, &params).await
+    }
+
+    /// Redeems a refresh token (the new response carries the rotated one).
+    ///
+    /// # Errors
+    /// As [`DpopClient::client_credentials`].
+    pub async fn refresh(
+        &self,
+        issuer: &IssuerMetadata,
+        auth: &ClientAuth,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, ClientError> {
+        self.token_request(
+            issuer,
+            auth,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// Calls a protected resource with `Authorization: DPoP` and a fresh proof, retrying once
+    /// with the server's nonce on `use_dpop_nonce`.
+    ///
+    /// # Errors
+    /// [`ClientError::Http`] if the request cannot be sent. HTTP error statuses are returned as
+    /// responses.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        token: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let parsed = Url::parse(url).map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            let proof = self.proof(method.as_str(), url, Some(token))?;
+            let mut request = self
+                .http
+                .request(method.clone(), parsed.clone())
+                .header("Authorization", format!("DPoP {token}"))
+                .header("DPoP", proof);
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?;
+            self.remember_nonce(Role::Resource, &parsed, response.headers());
+            let asks_for_nonce = response.status() == StatusCode::UNAUTHORIZED
+                && response
+                    .headers()
+                    .get_all("www-authenticate")
+                    .iter()
+                    .any(|v| {
+                        parse_challenges(v.to_str().unwrap_or_default()).is_ok_and(|all| {
+                            all.iter().any(|c| {
+                                c.scheme() == Some(Scheme::DPoP)
+                                    && c.error() == Some(ErrorCode::UseDpopNonce)
+                            })
+                        })
+                    });
+            if asks_for_nonce && attempt == 0 && self.nonce_for(Role::Resource, &parsed).is_some() {
+                attempt += 1;
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+}
