@@ -5,21 +5,17 @@
 //!
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
+mod client;
 mod gateway;
 mod serve;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::SystemRandom;
-use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use keybound_core::dpop::ProofBuilder;
-use keybound_core::{Algorithm, PublicJwk, SigningKey, UnixTime};
+use keybound_core::PublicJwk;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 /// keybound: sender-constrained OAuth 2.0 (DPoP and mTLS) for authorization servers, resource
 /// servers and clients.
@@ -54,7 +50,20 @@ enum Command {
     /// Print a DPoP proof for one request, signed with a PKCS#8 key file (DER or PEM).
     ///
     /// Example: `keybound proof --key client.p8 --method POST --url https://as.example/token`
-    Proof(ProofArgs),
+    Proof(client::ProofArgs),
+    /// Generate a DPoP key file (PKCS#8 PEM, permissions 0600) and print its thumbprint.
+    ///
+    /// Example: `keybound keygen --out client.pem --alg EdDSA`
+    Keygen(client::KeygenArgs),
+    /// Get a DPoP-bound access token with client credentials (the nonce retry is handled).
+    ///
+    /// Example: `keybound token --issuer https://as.example --client-id app --key client.pem`
+    Token(client::TokenArgs),
+    /// Call a protected API: get a DPoP-bound token, send the request with a fresh proof,
+    /// handle the nonce, print the response.
+    ///
+    /// Example: `keybound call https://api.example/orders --issuer https://as.example --client-id app --key client.pem`
+    Call(client::CallArgs),
     /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
@@ -75,30 +84,8 @@ enum KeysAction {
     Rotate(serve::ServeArgs),
 }
 
-#[derive(Debug, clap::Args)]
-struct ProofArgs {
-    /// PKCS#8 private key file (DER, or PEM "BEGIN PRIVATE KEY").
-    #[arg(long, env = "KEYBOUND_KEY")]
-    key: PathBuf,
-    /// HTTP method of the request.
-    #[arg(long, default_value = "POST")]
-    method: String,
-    /// URL of the request (query and fragment are left out of htu).
-    #[arg(long)]
-    url: String,
-    /// Access token the request carries (adds ath).
-    #[arg(long)]
-    token: Option<String>,
-    /// Server nonce to include.
-    #[arg(long)]
-    nonce: Option<String>,
-    /// Algorithm, when the key fits several (RS256 or PS256 for RSA keys; default PS256).
-    #[arg(long)]
-    alg: Option<String>,
-}
-
 /// A failed operation: its message goes to stderr (or as JSON to stdout) and the exit code is 1.
-struct Failure(String);
+pub(crate) struct Failure(pub(crate) String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -118,7 +105,10 @@ fn main() -> ExitCode {
                 );
             }
         }),
-        Command::Proof(args) => proof(args),
+        Command::Proof(args) => client::proof(args),
+        Command::Keygen(args) => client::keygen(args, cli.json),
+        Command::Token(args) => client::token(args, cli.json),
+        Command::Call(args) => client::call(args),
         Command::Gateway(args) => {
             init_logging();
             gateway::gateway(args)
@@ -154,23 +144,6 @@ fn init_logging() {
     }
 }
 
-/// Reads a PKCS#8 file, DER or PEM.
-fn read_pkcs8(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let raw = Zeroizing::new(
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?,
-    );
-    if !raw.starts_with(b"-----BEGIN") {
-        return Ok(raw);
-    }
-    let text =
-        std::str::from_utf8(&raw).map_err(|_| Failure(format!("{} is not PEM", path.display())))?;
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map(Zeroizing::new)
-        .map_err(|_| Failure(format!("{} is not valid PEM", path.display())))
-}
-
 fn hash_secret(as_json: bool) -> Result<(), Failure> {
     let mut secret = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin().take(4096), &mut secret)
@@ -185,47 +158,6 @@ fn hash_secret(as_json: bool) -> Result<(), Failure> {
     } else {
         println!("{hash}");
     }
-    Ok(())
-}
-
-fn proof(args: &ProofArgs) -> Result<(), Failure> {
-    let pkcs8 = read_pkcs8(&args.key)?;
-    let candidates: Vec<Algorithm> = match &args.alg {
-        Some(name) => vec![
-            Algorithm::from_name(name)
-                .ok_or_else(|| Failure(format!("unsupported algorithm {name}")))?,
-        ],
-        None => vec![
-            Algorithm::Es256,
-            Algorithm::EdDsa,
-            Algorithm::Es384,
-            Algorithm::Ps256,
-        ],
-    };
-    let key = candidates
-        .into_iter()
-        .find_map(|alg| SigningKey::from_pkcs8(alg, &pkcs8).ok())
-        .ok_or_else(|| {
-            Failure(format!(
-                "{} is not a PKCS#8 key keybound can sign with",
-                args.key.display()
-            ))
-        })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| Failure("the clock is before 1970".into()))?;
-    let mut builder =
-        ProofBuilder::new(&args.method, &args.url, UnixTime::from_secs(now.as_secs()));
-    if let Some(token) = &args.token {
-        builder = builder.access_token(token);
-    }
-    if let Some(nonce) = &args.nonce {
-        builder = builder.nonce(nonce);
-    }
-    let proof = builder
-        .sign(&key, &SystemRandom::new())
-        .map_err(|e| Failure(e.to_string()))?;
-    println!("{proof}");
     Ok(())
 }
 

@@ -83,6 +83,77 @@ fn serve_prints_a_command_that_gets_a_dpop_bound_token() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{command}\n{out:?}"));
     assert_eq!(body["token_type"], "DPoP", "{body}");
     assert!(body["refresh_token"].is_string());
+    // keygen, token and call against the same server, as a user would script them.
+    let issuer = format!("http://127.0.0.1:{port}");
+    let secret = text
+        .split("secret ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let key = data.with_file_name(format!("client-{port}.pem"));
+    let out = keybound(&[
+        "--json",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--alg",
+        "EdDSA",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let jkt = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["jkt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        keybound(&["keygen", "--out", key.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1),
+        "never overwrites"
+    );
+    let auth = [
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "demo-confidential",
+        "--client-secret",
+        &secret,
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let out = keybound(&[&["--json", "token"][..], &auth[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (token["token_type"].as_str(), token["jkt"].as_str()),
+        (Some("DPoP"), Some(jkt.as_str()))
+    );
+    let whoami = format!("{issuer}/api/whoami");
+    let out = keybound(&[&["call", whoami.as_str()][..], &auth[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (answer["client_id"].as_str(), answer["jkt"].as_str()),
+        (Some("demo-confidential"), Some(jkt.as_str()))
+    );
+    let wrong = [
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "demo-confidential",
+        "--client-secret",
+        "wrong",
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let out = keybound(&[&["token"][..], &wrong[..]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("invalid_client")
+    );
     // The key files are private.
     use std::os::unix::fs::PermissionsExt as _;
     for file in ["demo-client-secret", "demo-dpop-key.p8"] {

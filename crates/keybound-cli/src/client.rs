@@ -1,0 +1,221 @@
+//! The client subcommands: `keygen`, `proof`, `token`, `call`. Protocol work is in
+//! `keybound-client`; this module parses arguments and prints.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use keybound_client::{ClientAuth, DpopClient, generate_key_file, load_key_file};
+use keybound_core::dpop::ProofBuilder;
+use keybound_core::{Algorithm, UnixTime};
+use serde_json::json;
+
+use crate::Failure;
+
+fn algorithm(name: Option<&str>) -> Result<Option<Algorithm>, Failure> {
+    name.map(|n| {
+        Algorithm::from_name(n).ok_or_else(|| Failure(format!("unsupported algorithm {n}")))
+    })
+    .transpose()
+}
+
+/// Options of `keybound keygen`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the key (refuses to overwrite).
+    #[arg(long)]
+    out: PathBuf,
+    /// ES256 (default), EdDSA, ES384 or PS256.
+    #[arg(long, default_value = "ES256")]
+    alg: String,
+}
+
+pub(crate) fn keygen(args: &KeygenArgs, as_json: bool) -> Result<(), Failure> {
+    let alg = algorithm(Some(&args.alg))?.unwrap_or(Algorithm::Es256);
+    let key = generate_key_file(&args.out, alg).map_err(|e| Failure(e.to_string()))?;
+    let jkt = key.public_jwk().thumbprint();
+    if as_json {
+        println!(
+            "{}",
+            json!({ "file": args.out.display().to_string(), "alg": alg.name(), "jkt": jkt.as_str() })
+        );
+    } else {
+        println!("{jkt}");
+    }
+    Ok(())
+}
+
+/// Options of `keybound proof`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProofArgs {
+    /// PKCS#8 private key file (PEM "BEGIN PRIVATE KEY", or DER).
+    #[arg(long, env = "KEYBOUND_KEY")]
+    key: PathBuf,
+    /// HTTP method of the request.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// URL of the request (query and fragment are left out of htu).
+    #[arg(long)]
+    url: String,
+    /// Access token the request carries (adds ath).
+    #[arg(long)]
+    token: Option<String>,
+    /// Server nonce to include.
+    #[arg(long)]
+    nonce: Option<String>,
+    /// Algorithm, when the key fits several (RS256 or PS256 for RSA keys; default PS256).
+    #[arg(long)]
+    alg: Option<String>,
+}
+
+pub(crate) fn proof(args: &ProofArgs) -> Result<(), Failure> {
+    let key = load_key_file(&args.key, algorithm(args.alg.as_deref())?)
+        .map_err(|e| Failure(e.to_string()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Failure("the clock is before 1970".into()))?;
+    let mut builder =
+        ProofBuilder::new(&args.method, &args.url, UnixTime::from_secs(now.as_secs()));
+    if let Some(token) = &args.token {
+        builder = builder.access_token(token);
+    }
+    if let Some(nonce) = &args.nonce {
+        builder = builder.nonce(nonce);
+    }
+    println!(
+        "{}",
+        builder
+            .sign(&key, &SystemRandom::new())
+            .map_err(|e| Failure(e.to_string()))?
+    );
+    Ok(())
+}
+
+/// How `token` and `call` reach the AS.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The authorization server (its metadata gives the token endpoint).
+    #[arg(long, env = "KEYBOUND_ISSUER")]
+    issuer: String,
+    /// The client id.
+    #[arg(long, env = "KEYBOUND_CLIENT_ID")]
+    client_id: String,
+    /// The client secret (better from KEYBOUND_CLIENT_SECRET than on the command line).
+    /// Without one, the client is public.
+    #[arg(long, env = "KEYBOUND_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// The DPoP key file.
+    #[arg(long, env = "KEYBOUND_KEY")]
+    key: PathBuf,
+    /// Scopes to request.
+    #[arg(long)]
+    scope: Option<String>,
+}
+
+/// Options of `keybound call`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CallArgs {
+    /// The URL to call.
+    url: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Request body.
+    #[arg(short = 'd', long)]
+    data: Option<String>,
+    /// Show the token exchange and the response status and headers on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("cannot start the runtime: {e}")))
+}
+
+async fn get_token(
+    args: &TokenArgs,
+) -> Result<(DpopClient, keybound_client::TokenResponse), Failure> {
+    let key = load_key_file(&args.key, None).map_err(|e| Failure(e.to_string()))?;
+    let client = DpopClient::new(key).map_err(|e| Failure(e.to_string()))?;
+    let metadata = client
+        .discover(&args.issuer)
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
+    let auth = match &args.client_secret {
+        Some(secret) => ClientAuth::Secret {
+            client_id: args.client_id.clone(),
+            client_secret: secret.clone(),
+        },
+        None => ClientAuth::Public {
+            client_id: args.client_id.clone(),
+        },
+    };
+    let token = client
+        .client_credentials(&metadata, &auth, args.scope.as_deref())
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
+    Ok((client, token))
+}
+
+pub(crate) fn token(args: &TokenArgs, as_json: bool) -> Result<(), Failure> {
+    let (client, token) = runtime()?.block_on(get_token(args))?;
+    let body = json!({
+        "access_token": token.access_token,
+        "token_type": token.token_type,
+        "expires_in": token.expires_in,
+        "refresh_token": token.refresh_token,
+        "scope": token.scope,
+        "jkt": client.thumbprint().as_str(),
+    });
+    if as_json {
+        println!("{body}");
+    } else {
+        println!("{}", token.access_token);
+        eprintln!(
+            "token_type DPoP, bound to jkt {}, expires in {} s",
+            client.thumbprint(),
+            token.expires_in.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn call(args: &CallArgs) -> Result<(), Failure> {
+    let method = reqwest::Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| Failure(format!("bad method {}", args.method)))?;
+    runtime()?.block_on(async {
+        let (client, token) = get_token(&args.token).await?;
+        if args.verbose {
+            eprintln!(
+                "* token from {} (DPoP, jkt {})",
+                args.token.issuer,
+                client.thumbprint()
+            );
+        }
+        let body = args.data.clone().map(String::into_bytes);
+        let response = client
+            .call(method, &args.url, &token.access_token, body)
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+        let status = response.status();
+        if args.verbose {
+            eprintln!("< {status}");
+            for (name, value) in response.headers() {
+                eprintln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
+            }
+            eprintln!("* nonce retries: {}", client.nonce_retries());
+        }
+        let text = response.text().await.map_err(|e| Failure(e.to_string()))?;
+        println!("{text}");
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Failure(format!("the API answered {status}")))
+        }
+    })
+}
