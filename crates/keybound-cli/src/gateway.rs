@@ -15,7 +15,7 @@ use crate::Failure;
 /// Options of `keybound gateway`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GatewayArgs {
-    /// The API to protect, e.g. http://127.0.0.1:3000.
+    /// The API to protect, e.g. `http://127.0.0.1:3000`.
     #[arg(long, env = "KEYBOUND_UPSTREAM")]
     upstream: String,
     /// The authorization server whose tokens are accepted (its metadata gives the JWKS).
@@ -24,7 +24,7 @@ pub(crate) struct GatewayArgs {
     /// The `aud` tokens must carry. Defaults to the public URL.
     #[arg(long, env = "KEYBOUND_AUDIENCE")]
     audience: Option<String>,
-    /// The public base URL clients call (the `htu` base), e.g. https://api.example.com.
+    /// The public base URL clients call (the `htu` base), e.g. `https://api.example.com`.
     #[arg(long, env = "KEYBOUND_PUBLIC_URL")]
     public_url: String,
     /// Address to listen on.

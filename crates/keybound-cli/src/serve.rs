@@ -27,7 +27,7 @@ pub(crate) struct ServeArgs {
     /// Directory for keys and the embedded database (overrides `data_dir` in the file).
     #[arg(long, env = "KEYBOUND_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Public issuer URL (overrides `issuer` in the file). Defaults to http://LISTEN.
+    /// Public issuer URL (overrides `issuer` in the file). Defaults to `http://LISTEN`.
     #[arg(long, env = "KEYBOUND_ISSUER")]
     issuer: Option<String>,
 }
