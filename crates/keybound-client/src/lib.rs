@@ -17,10 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! An ordinary `reqwest` client gets the same behaviour through [`DpopMiddleware`]
+//! (`reqwest-middleware`).
+//!
 //! Not yet: `private_key_jwt` and mTLS client authentication, the authorization-code helpers
-//! (PKCE, `dpop_jkt`, PAR), and a `reqwest` middleware.
+//! (PKCE, `dpop_jkt`, PAR), and a token cache that refreshes before expiry.
 
 mod key;
+mod middleware;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +40,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 pub use key::{generate_key_file, load_key_file};
+pub use middleware::DpopMiddleware;
 
 /// Largest token-endpoint or metadata response read.
 const MAX_RESPONSE: usize = 256 * 1024;
@@ -159,7 +164,7 @@ impl fmt::Debug for DpopClient {
 /// Who issued a nonce: the AS's and a resource's nonces are separate even on one origin
 /// (RFC 9449 §9), so they are cached apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Role {
+pub(crate) enum Role {
     Token,
     Resource,
 }
@@ -225,7 +230,12 @@ impl DpopClient {
         self.retries.load(Ordering::Relaxed)
     }
 
-    fn remember_nonce(&self, role: Role, url: &Url, headers: &reqwest::header::HeaderMap) {
+    pub(crate) fn remember_nonce(
+        &self,
+        role: Role,
+        url: &Url,
+        headers: &reqwest::header::HeaderMap,
+    ) {
         if let Some(nonce) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok())
             && keybound_core::Nonce::parse(nonce).is_some()
             && let Ok(mut map) = self.nonces.lock()
@@ -236,6 +246,28 @@ impl DpopClient {
 
     fn nonce_for(&self, role: Role, url: &Url) -> Option<String> {
         self.nonces.lock().ok()?.get(&origin(role, url)).cloned()
+    }
+
+    /// Whether a resource's answer is a `use_dpop_nonce` challenge that gave a nonce to retry with.
+    pub(crate) fn resource_wants_nonce(&self, response: &reqwest::Response, url: &Url) -> bool {
+        response.status() == StatusCode::UNAUTHORIZED
+            && self.nonce_for(Role::Resource, url).is_some()
+            && response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .any(|v| {
+                    parse_challenges(v.to_str().unwrap_or_default()).is_ok_and(|all| {
+                        all.iter().any(|c| {
+                            c.scheme() == Some(Scheme::DPoP)
+                                && c.error() == Some(ErrorCode::UseDpopNonce)
+                        })
+                    })
+                })
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A fresh proof for `method` on `url`, with `ath` for `token` and the nonce the server at
@@ -427,22 +459,10 @@ impl DpopClient {
                 .await
                 .map_err(|e| ClientError::Http(e.to_string()))?;
             self.remember_nonce(Role::Resource, &parsed, response.headers());
-            let asks_for_nonce = response.status() == StatusCode::UNAUTHORIZED
-                && response
-                    .headers()
-                    .get_all("www-authenticate")
-                    .iter()
-                    .any(|v| {
-                        parse_challenges(v.to_str().unwrap_or_default()).is_ok_and(|all| {
-                            all.iter().any(|c| {
-                                c.scheme() == Some(Scheme::DPoP)
-                                    && c.error() == Some(ErrorCode::UseDpopNonce)
-                            })
-                        })
-                    });
-            if asks_for_nonce && attempt == 0 && self.nonce_for(Role::Resource, &parsed).is_some() {
+            let asks_for_nonce = self.resource_wants_nonce(&response, &parsed);
+            if asks_for_nonce && attempt == 0 {
                 attempt += 1;
-                self.retries.fetch_add(1, Ordering::Relaxed);
+                self.count_retry();
                 continue;
             }
             return Ok(response);

@@ -196,3 +196,39 @@ fn key_files_are_private_and_never_overwritten() {
         Err(ClientError::Key(_))
     ));
 }
+
+#[tokio::test]
+async fn an_ordinary_reqwest_client_with_the_middleware() {
+    let issuer = start("middleware").await;
+    let key = keybound_core::SigningKey::generate(
+        Algorithm::Es256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap()
+    .0;
+    let client = Arc::new(DpopClient::new(key).unwrap());
+    let metadata = client.discover(&issuer).await.unwrap();
+    let token = client
+        .client_credentials(&metadata, &app_auth(), None)
+        .await
+        .unwrap();
+    let middleware =
+        keybound_client::DpopMiddleware::new(client.clone(), token.access_token.clone());
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware.clone())
+        .build();
+    let url = format!("{issuer}/api/whoami");
+    let before = client.nonce_retries();
+    let first = http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        client.nonce_retries(),
+        before + 1,
+        "one retry with the resource's nonce"
+    );
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(client.nonce_retries(), before + 1, "the nonce is reused");
+    // A token swapped in through the handle is used from the next request on.
+    *middleware.token_handle().write().unwrap() = "not-a-token".into();
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+}
