@@ -21,10 +21,11 @@
 //! (`reqwest-middleware`).
 //!
 //! Not yet: `private_key_jwt` and mTLS client authentication, the authorization-code helpers
-//! (PKCE, `dpop_jkt`, PAR), and a token cache that refreshes before expiry.
+//! (PKCE, `dpop_jkt`, PAR). [`TokenSession`] keeps a client-credentials token fresh.
 
 mod key;
 mod middleware;
+mod session;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,6 +42,7 @@ use serde::Deserialize;
 
 pub use key::{generate_key_file, load_key_file};
 pub use middleware::DpopMiddleware;
+pub use session::TokenSession;
 
 /// Largest token-endpoint or metadata response read.
 const MAX_RESPONSE: usize = 256 * 1024;

@@ -232,3 +232,29 @@ async fn an_ordinary_reqwest_client_with_the_middleware() {
     *middleware.token_handle().write().unwrap() = "not-a-token".into();
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn a_token_session_reuses_then_renews_before_expiry() {
+    let issuer = start("session").await;
+    let key = keybound_core::SigningKey::generate(
+        Algorithm::Es256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap()
+    .0;
+    let client = Arc::new(DpopClient::new(key).unwrap());
+    let metadata = client.discover(&issuer).await.unwrap();
+    // Tokens live 300 s: with no margin the token is reused ...
+    let session =
+        keybound_client::TokenSession::new(client.clone(), metadata.clone(), app_auth(), None)
+            .with_refresh_margin(std::time::Duration::ZERO);
+    let first = session.access_token().await.unwrap();
+    assert_eq!(session.access_token().await.unwrap(), first);
+    // ... and with a margin as long as the lifetime it is renewed on every call.
+    let eager = keybound_client::TokenSession::new(client, metadata, app_auth(), None)
+        .with_refresh_margin(std::time::Duration::from_secs(300));
+    let a = eager.access_token().await.unwrap();
+    let b = eager.access_token().await.unwrap();
+    let c = eager.access_token().await.unwrap();
+    assert!(a != b && b != c, "renewed each time");
+}
