@@ -6,6 +6,7 @@
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
 mod client;
+mod demo;
 mod gateway;
 mod serve;
 
@@ -55,6 +56,11 @@ enum Command {
     ///
     /// Example: `keybound keygen --out client.pem --alg EdDSA`
     Keygen(client::KeygenArgs),
+    /// Start an AS and an API in-process, get a bound token, call the API, then play the
+    /// attacker with the stolen token and show each attempt refused.
+    ///
+    /// Example: `keybound demo`
+    Demo,
     /// Get a DPoP-bound access token with client credentials (the nonce retry is handled).
     ///
     /// Example: `keybound token --issuer https://as.example --client-id app --key client.pem`
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
         }),
         Command::Proof(args) => client::proof(args),
         Command::Keygen(args) => client::keygen(args, cli.json),
+        Command::Demo => demo::demo(),
         Command::Token(args) => client::token(args, cli.json),
         Command::Call(args) => client::call(args),
         Command::Gateway(args) => {

@@ -292,3 +292,21 @@ fn hash_secret_reads_standard_input() {
         "xLvLH77JnWW_WdhcjLYu4tuWPw_hBvSD2a-nO9Tjmoo"
     );
 }
+
+#[test]
+fn demo_tells_the_story_and_refuses_every_attack() {
+    let out = keybound(&["demo"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(": 200 "), "{text}");
+    assert!(text.contains("5 of 5 attempts refused"), "{text}");
+    for reason in [
+        "Bearer error=\"invalid_token\"",
+        "error=\"invalid_request\"",
+        "does not match the token's binding",
+        "already used",
+        "htu does not match",
+    ] {
+        assert!(text.contains(reason), "{reason} missing from:\n{text}");
+    }
+}
