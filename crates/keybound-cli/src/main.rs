@@ -74,7 +74,8 @@ enum Command {
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
     HashSecret,
-    /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file, public or private.
+    /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file (public or private) or a
+    /// PKCS#8 key file.
     ///
     /// Example: `keybound thumbprint client-key.jwk`
     Thumbprint {
@@ -171,8 +172,19 @@ fn hash_secret(as_json: bool) -> Result<(), Failure> {
 fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
     let bytes =
         std::fs::read(file).map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
-    let jwk = PublicJwk::public_half_of(&bytes)
-        .map_err(|e| Failure(format!("{} is not a usable JWK: {e}", file.display())))?;
+    // A JWK (public or private), else a PKCS#8 key file as `keygen` writes them.
+    let jwk = match PublicJwk::public_half_of(&bytes) {
+        Ok(jwk) => jwk,
+        Err(jwk_error) if bytes.first() == Some(&b'{') => {
+            return Err(Failure(format!(
+                "{} is not a usable JWK: {jwk_error}",
+                file.display()
+            )));
+        }
+        Err(_) => keybound_client::load_key_file(file, None)
+            .map(|key| key.public_jwk().clone())
+            .map_err(|e| Failure(e.to_string()))?,
+    };
     if as_json {
         println!("{}", json!({ "jkt": jwk.thumbprint().as_str() }));
     } else {

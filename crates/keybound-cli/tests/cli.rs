@@ -112,6 +112,12 @@ fn serve_prints_a_command_that_gets_a_dpop_bound_token() {
         Some(1),
         "never overwrites"
     );
+    let out = keybound(&["thumbprint", key.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        jkt,
+        "thumbprint of a PKCS#8 key file"
+    );
     let auth = [
         "--issuer",
         &issuer,
