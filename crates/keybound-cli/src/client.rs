@@ -107,6 +107,18 @@ pub(crate) struct TokenArgs {
     /// The DPoP key file.
     #[arg(long, env = "KEYBOUND_KEY")]
     key: PathBuf,
+    /// Authenticate with `private_key_jwt`: the PKCS#8 file of the key registered at the AS
+    /// (not the DPoP key).
+    #[arg(
+        long,
+        env = "KEYBOUND_ASSERTION_KEY",
+        requires = "assertion_kid",
+        conflicts_with = "client_secret"
+    )]
+    assertion_key: Option<PathBuf>,
+    /// The `kid` of the assertion key in the client's registered JWKS.
+    #[arg(long, env = "KEYBOUND_ASSERTION_KID")]
+    assertion_kid: Option<String>,
     /// Scopes to request.
     #[arg(long)]
     scope: Option<String>,
@@ -146,12 +158,23 @@ async fn get_token(
         .discover(&args.issuer)
         .await
         .map_err(|e| Failure(e.to_string()))?;
-    let auth = match &args.client_secret {
-        Some(secret) => ClientAuth::Secret {
+    let auth = match (
+        &args.client_secret,
+        &args.assertion_key,
+        &args.assertion_kid,
+    ) {
+        (Some(secret), _, _) => ClientAuth::Secret {
             client_id: args.client_id.clone(),
             client_secret: secret.clone(),
         },
-        None => ClientAuth::Public {
+        (None, Some(file), Some(kid)) => ClientAuth::PrivateKeyJwt {
+            client_id: args.client_id.clone(),
+            key: std::sync::Arc::new(
+                load_key_file(file, None).map_err(|e| Failure(e.to_string()))?,
+            ),
+            kid: kid.clone(),
+        },
+        _ => ClientAuth::Public {
             client_id: args.client_id.clone(),
         },
     };

@@ -20,7 +20,9 @@
 //! An ordinary `reqwest` client gets the same behaviour through [`DpopMiddleware`]
 //! (`reqwest-middleware`).
 //!
-//! Not yet: `private_key_jwt` and mTLS client authentication, the authorization-code helpers
+//! Client authentication: `client_secret_basic`, `private_key_jwt`, or none (public clients).
+//!
+//! Not yet: mTLS client authentication, the authorization-code helpers
 //! (PKCE, `dpop_jkt`, PAR). [`TokenSession`] keeps a client-credentials token fresh.
 
 mod key;
@@ -91,6 +93,16 @@ pub enum ClientAuth {
         /// The client id.
         client_id: String,
     },
+    /// `private_key_jwt` (RFC 7523): a fresh assertion signed by `key` (registered under `kid`
+    /// in the client's JWKS at the AS) for every request. This is not the DPoP key.
+    PrivateKeyJwt {
+        /// The client id.
+        client_id: String,
+        /// The assertion signing key.
+        key: std::sync::Arc<SigningKey>,
+        /// Its `kid` at the AS.
+        kid: String,
+    },
 }
 
 impl fmt::Debug for ClientAuth {
@@ -98,6 +110,9 @@ impl fmt::Debug for ClientAuth {
         match self {
             Self::Secret { client_id, .. } => write!(f, "Secret({client_id}, [redacted])"),
             Self::Public { client_id } => write!(f, "Public({client_id})"),
+            Self::PrivateKeyJwt { client_id, kid, .. } => {
+                write!(f, "PrivateKeyJwt({client_id}, kid {kid})")
+            }
         }
     }
 }
@@ -346,6 +361,7 @@ impl DpopClient {
         for attempt in 0..2 {
             let proof = self.proof("POST", &issuer.token_endpoint, None)?;
             let mut form: Vec<(&str, &str)> = params.to_vec();
+            let assertion;
             let mut request = self.http.post(url.clone()).header("DPoP", proof);
             match auth {
                 ClientAuth::Secret {
@@ -353,6 +369,20 @@ impl DpopClient {
                     client_secret,
                 } => request = request.basic_auth(client_id, Some(client_secret)),
                 ClientAuth::Public { client_id } => form.push(("client_id", client_id)),
+                ClientAuth::PrivateKeyJwt {
+                    client_id,
+                    key,
+                    kid,
+                } => {
+                    // A new assertion (new jti) per attempt: the nonce retry never reuses one.
+                    assertion =
+                        self.client_assertion(client_id, key, kid, &issuer.token_endpoint)?;
+                    form.push((
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ));
+                    form.push(("client_assertion", &assertion));
+                }
             }
             let response = request
                 .form(&form)
@@ -391,6 +421,24 @@ impl DpopClient {
             error: ErrorCode::UseDpopNonce,
             description: Some("the nonce retry was refused too".into()),
         })
+    }
+
+    fn client_assertion(
+        &self,
+        client_id: &str,
+        key: &SigningKey,
+        kid: &str,
+        audience: &str,
+    ) -> Result<String, ClientError> {
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut jti)
+            .map_err(|_| ClientError::Key("no randomness".into()))?;
+        let jti = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, jti);
+        let now = now().as_secs();
+        let header = serde_json::json!({ "alg": key.algorithm().name(), "kid": kid, "typ": "JWT" });
+        let claims = serde_json::json!({ "iss": client_id, "sub": client_id, "aud": audience, "jti": jti, "iat": now, "exp": now + 60 });
+        keybound_core::jws::sign_compact(&header.to_string(), &claims.to_string(), key)
+            .map_err(|e| ClientError::Key(e.to_string()))
     }
 
     /// The client credentials grant, DPoP-bound.

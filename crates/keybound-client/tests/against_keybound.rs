@@ -25,6 +25,11 @@ fn temp(tag: &str) -> std::path::PathBuf {
 
 /// An AS (nonces required) with a protected `/api/whoami` (nonces required) on one socket.
 async fn start(tag: &str) -> String {
+    start_with(tag, "").await
+}
+
+/// As [`start`], with more configuration appended (e.g. another `[[clients]]`).
+async fn start_with(tag: &str, extra: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let dir = temp(tag);
@@ -32,7 +37,7 @@ async fn start(tag: &str) -> String {
         "issuer = \"{issuer}\"\ndata_dir = \"{}\"\n[dpop]\nrequire_nonce = true\n[[clients]]\nclient_id = \"app\"\nauth_method = \"client_secret_basic\"\nclient_secret_sha256 = \"{}\"\ngrant_types = [\"client_credentials\", \"refresh_token\"]\nscopes = [\"read\"]\ndpop_bound_access_tokens = true\n",
         dir.display(),
         hash_secret("s3cret")
-    );
+    ) + extra;
     let settings = Config::from_toml(&toml).unwrap().validate().unwrap();
     let ring = keys::load_or_create(&dir, settings.signing_alg).unwrap();
     let store = SqliteStore::open(&dir.join("keybound.db")).await.unwrap();
@@ -257,4 +262,109 @@ async fn a_token_session_reuses_then_renews_before_expiry() {
     let b = eager.access_token().await.unwrap();
     let c = eager.access_token().await.unwrap();
     assert!(a != b && b != c, "renewed each time");
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_authentication() {
+    let assertion_key = Arc::new(
+        keybound_core::SigningKey::generate(
+            Algorithm::EdDsa,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap()
+        .0,
+    );
+    let mut jwk: serde_json::Value =
+        serde_json::from_str(&assertion_key.public_jwk().to_json()).unwrap();
+    jwk["kid"] = serde_json::json!("a1");
+    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    let extra = format!(
+        "[[clients]]\nclient_id = \"signed\"\nauth_method = \"private_key_jwt\"\njwks = '{jwks}'\ndpop_bound_access_tokens = true\n"
+    );
+    let issuer = start_with("pkjwt", &extra).await;
+    let dpop_key = keybound_core::SigningKey::generate(
+        Algorithm::Es256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap()
+    .0;
+    let client = DpopClient::new(dpop_key).unwrap();
+    let metadata = client.discover(&issuer).await.unwrap();
+    let auth = ClientAuth::PrivateKeyJwt {
+        client_id: "signed".into(),
+        key: assertion_key.clone(),
+        kid: "a1".into(),
+    };
+    // The AS requires a nonce: the retry carries a fresh assertion, so its jti is not a replay.
+    let token = client
+        .client_credentials(&metadata, &auth, None)
+        .await
+        .unwrap();
+    assert_eq!(token.token_type, "DPoP");
+    assert_eq!(client.nonce_retries(), 1);
+    assert_eq!(
+        client
+            .client_credentials(&metadata, &auth, None)
+            .await
+            .unwrap()
+            .token_type,
+        "DPoP"
+    );
+    // Another key under the same kid is refused.
+    let wrong = ClientAuth::PrivateKeyJwt {
+        client_id: "signed".into(),
+        key: Arc::new(
+            keybound_core::SigningKey::generate(
+                Algorithm::EdDsa,
+                &aws_lc_rs::rand::SystemRandom::new(),
+            )
+            .unwrap()
+            .0,
+        ),
+        kid: "a1".into(),
+    };
+    assert!(matches!(
+        client.client_credentials(&metadata, &wrong, None).await,
+        Err(ClientError::Refused { status: 401, .. })
+    ));
+    assert!(!format!("{auth:?}").contains("PRIVATE"), "{auth:?}");
+}
+
+#[tokio::test]
+async fn redirects_are_never_followed_with_credentials() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/elsewhere") }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "the token would have leaked here" }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let key = keybound_core::SigningKey::generate(
+        Algorithm::Es256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap()
+    .0;
+    let client = DpopClient::new(key).unwrap();
+    let response = client
+        .call(Method::GET, &format!("http://{addr}/api"), "a-token", None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the redirect target never saw the token"
+    );
 }
