@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use axum::http::{HeaderMap, header};
 use keybound_core::ErrorCode;
 
 use crate::error::OAuthError;
@@ -51,6 +52,17 @@ impl Form {
             }
         }
         Ok(Self(map))
+    }
+
+    /// Parses a request's body, using its `Content-Type` header.
+    ///
+    /// # Errors
+    /// `invalid_request`, as [`Form::parse`].
+    pub(crate) fn from_request(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Self::parse(content_type, body)
     }
 
     /// A parameter; empty values count as absent (RFC 6749 §3.1).

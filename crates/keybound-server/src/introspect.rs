@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
 use keybound_store::RefreshTokenState;
@@ -29,15 +29,6 @@ async fn authenticated<'a>(
         .await
         .map_err(|f| f.into_error(false))?;
     Ok(auth)
-}
-
-fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
-    Form::parse(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        body,
-    )
 }
 
 /// A verified, unrevoked access token of this AS.
@@ -79,7 +70,7 @@ async fn introspect_inner(
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
-    let form = parse(headers, body)?;
+    let form = Form::from_request(headers, body)?;
     let auth = authenticated(state, headers, &form, "/introspect", now).await?;
     if auth.client.is_public() {
         return Err(OAuthError::new(
@@ -138,7 +129,7 @@ async fn revoke_inner(
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
-    let form = parse(headers, body)?;
+    let form = Form::from_request(headers, body)?;
     let auth = authenticated(state, headers, &form, "/revoke", now).await?;
     let token = form.require("token")?;
     let client_id = &auth.client.config.client_id;

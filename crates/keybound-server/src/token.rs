@@ -10,7 +10,7 @@ use aws_lc_rs::digest;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use keybound_core::access_token::{Audience, Confirmation};
 use keybound_core::dpop::{ProofError, ProofRequest, VerifiedProof, single_dpop_header};
@@ -86,10 +86,7 @@ async fn handle(
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let form = Form::parse(content_type, body)?;
+    let form = Form::from_request(headers, body)?;
     let grant_type = form.require("grant_type")?;
     let auth = authenticate_client(state, headers, &form, "/token", now)?;
     let client = auth.client;
