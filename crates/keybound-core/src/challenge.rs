@@ -47,14 +47,40 @@ impl Scheme {
     }
 }
 
-/// Keeps only the characters RFC 6750 §3 allows in `error_description` and `scope`
-/// (%x20-21 / %x23-5B / %x5D-7E); anything else becomes a space.
+/// Whether `c` may appear in `error_description` and `scope` (RFC 6749 §5.2, RFC 6750 §3:
+/// %x20-21 / %x23-5B / %x5D-7E): printable ASCII without `"` and `\`.
+///
+/// ```
+/// use keybound_core::challenge::is_error_text_char;
+/// assert!(is_error_text_char('a') && is_error_text_char(' '));
+/// assert!(!is_error_text_char('"') && !is_error_text_char('\\') && !is_error_text_char('\n'));
+/// ```
+#[must_use]
+pub fn is_error_text_char(c: char) -> bool {
+    matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
+/// Whether `value` is one `token68` (RFC 9110 §11.2): the syntax of a DPoP proof header and of
+/// the credential after `DPoP ` or `Bearer `. A comma can never be part of one.
+///
+/// ```
+/// use keybound_core::challenge::is_token68;
+/// assert!(is_token68("a.b.c") && is_token68("abc=="));
+/// assert!(!is_token68("") && !is_token68("a b") && !is_token68("a,b") && !is_token68("=="));
+/// ```
+#[must_use]
+pub fn is_token68(value: &str) -> bool {
+    let body = value.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Keeps only [`is_error_text_char`] characters; anything else becomes a space.
 fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| match c {
-            '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E' => c,
-            _ => ' ',
-        })
+        .map(|c| if is_error_text_char(c) { c } else { ' ' })
         .collect()
 }
 

@@ -12,7 +12,7 @@ use aws_lc_rs::digest;
 use axum::http::{HeaderMap, StatusCode, header};
 use keybound_core::access_token::AccessTokenError;
 use keybound_core::binding::{BindingError, Presented};
-use keybound_core::challenge::Scheme;
+use keybound_core::challenge::{Scheme, is_token68};
 use keybound_core::dpop::{
     IatWindow, NoncePolicy, ProofError, ProofRequest, ProofVerifier, single_dpop_header,
 };
@@ -206,14 +206,6 @@ fn sha256(text: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, text.as_bytes()).as_ref());
     out
-}
-
-fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 impl ResourceVerifier {

@@ -24,7 +24,7 @@ impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         let description: Cow<'static, str> = description.into();
         // RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E only.
-        let allowed = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
+        let allowed = keybound_core::challenge::is_error_text_char;
         let description = if description.chars().all(allowed) {
             description
         } else {

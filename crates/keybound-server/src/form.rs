@@ -92,6 +92,6 @@ impl Form {
 fn sanitize(text: &str) -> String {
     text.chars()
         .take(40)
-        .filter(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+        .filter(|c| keybound_core::challenge::is_error_text_char(*c))
         .collect()
 }

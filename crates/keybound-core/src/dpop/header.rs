@@ -1,14 +1,7 @@
 //! Rule 1 of standards §1.2: exactly one `DPoP` header field line holding one token68.
 
 use super::ProofError;
-
-fn is_token68(value: &str) -> bool {
-    let body = value.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
-}
+use crate::challenge::is_token68;
 
 /// Takes every received `DPoP` header value (each field line, as bytes) and returns the proof if
 /// there is exactly one line holding one token68. A comma can never be part of a token68, so
