@@ -1,6 +1,7 @@
 //! The client registry and client authentication at the token, introspection and revocation
 //! endpoints: `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, with
-//! `jti` replay protection) and `none` for public clients.
+//! `jti` replay protection), `tls_client_auth` and `self_signed_tls_client_auth` (RFC 8705 §2)
+//! and `none` for public clients.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,9 @@ use keybound_store::ReplayCache;
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 
-use crate::config::{AuthMethod, ClientConfig, Validated};
+use keybound_tls::ClientCertificate;
+
+use crate::config::{AuthMethod, ClientConfig, ClientTls, Validated};
 use crate::error::OAuthError;
 use crate::form::Form;
 
@@ -29,6 +32,7 @@ pub(crate) struct Client {
     pub(crate) config: ClientConfig,
     secret_hash: Option<[u8; 32]>,
     keys: Option<KeySet>,
+    tls: Option<ClientTls>,
 }
 
 impl Client {
@@ -68,6 +72,11 @@ pub enum AuthFailure {
     AssertionReplayed,
     /// The replay cache could not answer.
     StoreUnavailable,
+    /// A certificate-authenticated client connected without a client certificate.
+    CertificateMissing,
+    /// The client certificate is not this client's: untrusted chain, expired, other subject,
+    /// or not registered.
+    CertificateRejected,
 }
 
 impl AuthFailure {
@@ -84,6 +93,8 @@ impl AuthFailure {
             Self::BadAssertion => "bad_assertion",
             Self::AssertionReplayed => "assertion_replayed",
             Self::StoreUnavailable => "store_unavailable",
+            Self::CertificateMissing => "certificate_missing",
+            Self::CertificateRejected => "certificate_rejected",
         }
     }
 
@@ -150,6 +161,8 @@ pub(crate) struct AuthContext<'a> {
     pub(crate) issuer: &'a str,
     /// The endpoint's public URL (also an accepted assertion audience).
     pub(crate) endpoint_url: &'a str,
+    /// The request's client certificate, from the connection or a trusted proxy.
+    pub(crate) certificate: Option<&'a ClientCertificate>,
 }
 
 /// The registered clients.
@@ -221,7 +234,13 @@ impl Clients {
     #[must_use]
     pub(crate) fn from_config(validated: &Validated) -> Self {
         let mut by_id = HashMap::new();
-        for (config, keys) in validated.config.clients.iter().zip(&validated.client_keys) {
+        let registrations = validated
+            .config
+            .clients
+            .iter()
+            .zip(&validated.client_keys)
+            .zip(&validated.client_tls);
+        for ((config, keys), tls) in registrations {
             let secret_hash = config.client_secret_sha256.as_deref().and_then(|h| {
                 let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(h)
@@ -234,6 +253,7 @@ impl Clients {
                     config: config.clone(),
                     secret_hash,
                     keys: keys.clone(),
+                    tls: tls.clone(),
                 },
             );
         }
@@ -291,10 +311,13 @@ impl Clients {
                 .map_err(fail);
         }
         let client = self.get(id).ok_or(fail(AuthFailure::UnknownClient))?;
-        if client.config.auth_method != AuthMethod::None {
-            return Err(fail(AuthFailure::WrongMethod));
+        match client.config.auth_method {
+            AuthMethod::None => Ok(plain(client)),
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => {
+                check_certificate(client, ctx).map(plain).map_err(fail)
+            }
+            _ => Err(fail(AuthFailure::WrongMethod)),
         }
-        Ok(plain(client))
     }
 
     fn check_secret(
@@ -390,5 +413,34 @@ impl Clients {
             client,
             assertion: Some((key_bytes, UnixTime::from_secs(exp))),
         })
+    }
+}
+
+/// RFC 8705 §2: the connection's certificate must be this client's.
+fn check_certificate<'c>(
+    client: &'c Client,
+    ctx: &AuthContext<'_>,
+) -> Result<&'c Client, AuthFailure> {
+    let certificate = ctx.certificate.ok_or(AuthFailure::CertificateMissing)?;
+    let accepted = match &client.tls {
+        Some(ClientTls::Pki { anchors, subject }) => {
+            let now = keybound_tls::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                ctx.now.as_secs(),
+            ));
+            match anchors.verify(certificate, now) {
+                Ok(()) => subject.matches(certificate),
+                Err(error) => {
+                    tracing::info!(%error, client = %client.config.client_id, "client certificate chain refused");
+                    false
+                }
+            }
+        }
+        Some(ClientTls::SelfSigned(registered)) => registered.matches(certificate),
+        _ => false,
+    };
+    if accepted {
+        Ok(client)
+    } else {
+        Err(AuthFailure::CertificateRejected)
     }
 }

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use keybound_core::dpop::IatWindow;
 use keybound_core::{Algorithm, Htu, KeySet, NonceSecret};
+use keybound_tls::{
+    ExpectedSubject, ForwardedCertificates, ForwardedFormat, ProxyNet, RegisteredCertificates,
+    TrustAnchors,
+};
 use serde::Deserialize;
 
 /// A configuration error, naming the key at fault.
@@ -37,6 +41,10 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// A public client: `client_id` only.
     None,
+    /// A CA-issued TLS client certificate with the registered subject (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A self-signed TLS client certificate registered in the client's JWKS (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -48,6 +56,8 @@ impl AuthMethod {
             Self::ClientSecretPost => "client_secret_post",
             Self::PrivateKeyJwt => "private_key_jwt",
             Self::None => "none",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }
@@ -76,9 +86,36 @@ pub struct ClientConfig {
     /// For the secret methods: base64url SHA-256 of the secret (`keybound` never stores secrets).
     #[serde(default)]
     pub client_secret_sha256: Option<String>,
-    /// For `private_key_jwt`: the client's public keys as a JWKS JSON text.
+    /// For `private_key_jwt`: the client's public keys as a JWKS JSON text. For
+    /// `self_signed_tls_client_auth`: its certificates (`x5c`) or bare public keys.
     #[serde(default)]
     pub jwks: Option<String>,
+    /// `tls_client_auth`: the certificate's subject DN (RFC 4514), compared by the DN matching
+    /// rule. Exactly one of this and the `tls_client_auth_san_*` values.
+    #[serde(default)]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: a dNSName SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_dns: Option<String>,
+    /// `tls_client_auth`: a URI SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: an IP address SAN, compared in binary.
+    #[serde(default)]
+    pub tls_client_auth_san_ip: Option<String>,
+    /// `tls_client_auth`: an email (rfc822Name) SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_email: Option<String>,
+    /// `tls_client_auth`: the CA (PEM) this client's certificates must chain to, instead of
+    /// `mtls.client_ca_files`. Pinning a client to its own CA stops a certificate with the same
+    /// subject from another trusted CA (RFC 8705 §7.4).
+    #[serde(default)]
+    pub tls_client_auth_ca_file: Option<PathBuf>,
+    /// RFC 8705 §3: bind this client's access tokens to its TLS client certificate
+    /// (`cnf["x5t#S256"]`), whatever its authentication method. Such a client must connect with
+    /// its certificate, and must not send a DPoP proof (one token, one binding).
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
     /// Grant types it may use. Defaults to `["client_credentials"]`.
     #[serde(default = "default_grants")]
     pub grant_types: Vec<String>,
@@ -174,9 +211,81 @@ pub struct Config {
     /// DPoP settings.
     #[serde(default)]
     pub dpop: DpopConfig,
+    /// mTLS settings.
+    #[serde(default)]
+    pub mtls: MtlsConfig,
     /// Registered clients.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+}
+
+/// How a trusted TLS-terminating proxy forwards the client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ForwardedCertFormat {
+    /// RFC 9440 `Client-Cert` and `Client-Cert-Chain`.
+    #[default]
+    Rfc9440,
+    /// A URL-encoded PEM certificate in `forwarded_cert_header` (nginx's
+    /// `$ssl_client_escaped_cert`).
+    EscapedPem,
+}
+
+/// `[mtls]`: certificate-based client authentication and certificate-bound tokens (RFC 8705).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtlsConfig {
+    /// Public base URL of the endpoints that request client certificates, e.g.
+    /// `https://mtls.as.example.com`. Published as `mtls_endpoint_aliases`; without it clients
+    /// use the ordinary endpoints (mTLS as transport everywhere, or a proxy in front).
+    pub base_url: Option<String>,
+    /// `keybound serve`: address of the mTLS listener (TLS terminated by keybound, client
+    /// certificates requested). Needs `server_cert_file` and `server_key_file`.
+    pub listen: Option<String>,
+    /// The mTLS listener's certificate chain (PEM).
+    pub server_cert_file: Option<PathBuf>,
+    /// The mTLS listener's private key (PEM).
+    pub server_key_file: Option<PathBuf>,
+    /// Trust anchors (PEM files) for `tls_client_auth` clients without their own CA file.
+    pub client_ca_files: Vec<PathBuf>,
+    /// Proxies trusted to forward client certificates: addresses or CIDR blocks. Empty (the
+    /// default): forwarded certificates are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// How the trusted proxies forward certificates.
+    pub forwarded_cert_format: ForwardedCertFormat,
+    /// The header for `escaped-pem`. Defaults to `x-ssl-client-cert`.
+    pub forwarded_cert_header: String,
+}
+
+impl Default for MtlsConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            listen: None,
+            server_cert_file: None,
+            server_key_file: None,
+            client_ca_files: Vec::new(),
+            trusted_proxies: Vec::new(),
+            forwarded_cert_format: ForwardedCertFormat::Rfc9440,
+            forwarded_cert_header: "x-ssl-client-cert".into(),
+        }
+    }
+}
+
+/// How a client's certificate is checked, from its registration.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ClientTls {
+    /// `tls_client_auth`: the chain must lead to these anchors and carry this subject.
+    Pki {
+        /// The client's trust anchors.
+        anchors: TrustAnchors,
+        /// The registered subject value.
+        subject: ExpectedSubject,
+    },
+    /// `self_signed_tls_client_auth`: the certificate must be registered.
+    SelfSigned(RegisteredCertificates),
 }
 
 fn default_data_dir() -> PathBuf {
@@ -206,6 +315,15 @@ pub struct Validated {
     pub nonce_previous: Option<NonceSecret>,
     /// Client JWKS, parsed (same order as `config.clients`; `None` for secret and public clients).
     pub client_keys: Vec<Option<KeySet>>,
+    /// Certificate checks per client (same order as `config.clients`; `None` unless the client
+    /// authenticates with a certificate).
+    pub client_tls: Vec<Option<ClientTls>>,
+    /// The mTLS alias base URL, without a trailing slash.
+    pub mtls_base: Option<String>,
+    /// The mTLS alias of the token endpoint as an `htu`.
+    pub mtls_token_htu: Option<Htu>,
+    /// Who may forward certificates, and how.
+    pub forwarded: Option<ForwardedCertificates>,
 }
 
 impl Config {
@@ -318,6 +436,10 @@ impl Config {
                     .ok_or_else(|| bad("dpop.nonce_secrets", "random secret rejected"))?
             }
         };
+        let (mtls_base, mtls_token_htu, forwarded, global_anchors) = self.mtls.validate()?;
+        let mtls_unreachable =
+            self.mtls.listen.is_none() && mtls_base.is_none() && forwarded.is_none();
+        let mut client_tls_all = Vec::new();
         let mut ids = BTreeSet::new();
         let mut client_keys = Vec::new();
         for (i, c) in self.clients.iter().enumerate() {
@@ -349,6 +471,19 @@ impl Config {
                 }
                 (None, false) => {}
             }
+            let tls = client_tls(c, &global_anchors, &key)?;
+            if c.dpop_bound_access_tokens && c.tls_client_certificate_bound_access_tokens {
+                return Err(bad(
+                    key("tls_client_certificate_bound_access_tokens"),
+                    "a client's tokens are DPoP-bound or certificate-bound, not both (RFC 7800 §3.1)",
+                ));
+            }
+            if c.auth_method == AuthMethod::TlsClientAuth && mtls_unreachable {
+                return Err(bad(
+                    key("auth_method"),
+                    "tls_client_auth needs [mtls] listen, base_url or trusted_proxies",
+                ));
+            }
             let keys = match (&c.jwks, c.auth_method) {
                 (Some(jwks), AuthMethod::PrivateKeyJwt) => {
                     let set = KeySet::from_jwks_json(jwks.as_bytes())
@@ -361,7 +496,16 @@ impl Config {
                 (None, AuthMethod::PrivateKeyJwt) => {
                     return Err(bad(key("jwks"), "required for private_key_jwt"));
                 }
-                (Some(_), _) => return Err(bad(key("jwks"), "only for private_key_jwt")),
+                (Some(_), AuthMethod::SelfSignedTlsClientAuth) => None,
+                (None, AuthMethod::SelfSignedTlsClientAuth) => {
+                    return Err(bad(key("jwks"), "required for self_signed_tls_client_auth"));
+                }
+                (Some(_), _) => {
+                    return Err(bad(
+                        key("jwks"),
+                        "only for private_key_jwt and self_signed_tls_client_auth",
+                    ));
+                }
                 (None, _) => None,
             };
             for (j, g) in c.grant_types.iter().enumerate() {
@@ -382,6 +526,7 @@ impl Config {
                 }
             }
             client_keys.push(keys);
+            client_tls_all.push(tls);
         }
         Ok(Validated {
             token_htu,
@@ -392,8 +537,159 @@ impl Config {
             nonce_current,
             nonce_previous,
             client_keys,
+            client_tls: client_tls_all,
+            mtls_base,
+            mtls_token_htu,
+            forwarded,
             issuer,
             config: self,
         })
+    }
+}
+
+fn read_anchors(key: &str, path: &std::path::Path) -> Result<TrustAnchors, ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| bad(key, format!("{}: {e}", path.display())))?;
+    TrustAnchors::from_pem(&pem).map_err(|e| bad(key, e.to_string()))
+}
+
+impl MtlsConfig {
+    #[allow(clippy::type_complexity, reason = "one private call site")]
+    fn validate(
+        &self,
+    ) -> Result<
+        (
+            Option<String>,
+            Option<Htu>,
+            Option<ForwardedCertificates>,
+            Option<TrustAnchors>,
+        ),
+        ConfigError,
+    > {
+        let (base, token_htu) = match &self.base_url {
+            Some(url) => {
+                let url = url.trim_end_matches('/').to_owned();
+                let htu = Htu::parse(&format!("{url}/token"))
+                    .map_err(|e| bad("mtls.base_url", format!("not an absolute URL: {e}")))?;
+                if url.contains(['?', '#']) {
+                    return Err(bad("mtls.base_url", "must not have a query or fragment"));
+                }
+                (Some(url), Some(htu))
+            }
+            None => (None, None),
+        };
+        if self.listen.is_some()
+            && (self.server_cert_file.is_none() || self.server_key_file.is_none())
+        {
+            return Err(bad(
+                "mtls.listen",
+                "needs mtls.server_cert_file and mtls.server_key_file",
+            ));
+        }
+        let mut trusted = Vec::new();
+        for (i, text) in self.trusted_proxies.iter().enumerate() {
+            trusted.push(
+                ProxyNet::parse(text)
+                    .map_err(|e| bad(format!("mtls.trusted_proxies[{i}]"), e.to_string()))?,
+            );
+        }
+        let forwarded = if trusted.is_empty() {
+            None
+        } else {
+            let format = match self.forwarded_cert_format {
+                ForwardedCertFormat::Rfc9440 => ForwardedFormat::Rfc9440,
+                ForwardedCertFormat::EscapedPem => ForwardedFormat::EscapedPem(
+                    http::HeaderName::try_from(self.forwarded_cert_header.as_str()).map_err(
+                        |_| bad("mtls.forwarded_cert_header", "not a valid header name"),
+                    )?,
+                ),
+            };
+            Some(ForwardedCertificates::new(trusted, format))
+        };
+        let anchors = if self.client_ca_files.is_empty() {
+            None
+        } else {
+            let mut pem = Vec::new();
+            for (i, path) in self.client_ca_files.iter().enumerate() {
+                let key = format!("mtls.client_ca_files[{i}]");
+                let bytes = std::fs::read(path)
+                    .map_err(|e| bad(&key, format!("{}: {e}", path.display())))?;
+                TrustAnchors::from_pem(&bytes).map_err(|e| bad(&key, e.to_string()))?;
+                pem.extend_from_slice(&bytes);
+                pem.push(b'\n');
+            }
+            Some(
+                TrustAnchors::from_pem(&pem)
+                    .map_err(|e| bad("mtls.client_ca_files", e.to_string()))?,
+            )
+        };
+        Ok((base, token_htu, forwarded, anchors))
+    }
+}
+
+/// A client's certificate checks, from its registration.
+fn client_tls(
+    c: &ClientConfig,
+    global_anchors: &Option<TrustAnchors>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<ClientTls>, ConfigError> {
+    let subjects = [
+        ("tls_client_auth_subject_dn", &c.tls_client_auth_subject_dn),
+        ("tls_client_auth_san_dns", &c.tls_client_auth_san_dns),
+        ("tls_client_auth_san_uri", &c.tls_client_auth_san_uri),
+        ("tls_client_auth_san_ip", &c.tls_client_auth_san_ip),
+        ("tls_client_auth_san_email", &c.tls_client_auth_san_email),
+    ];
+    let given: Vec<(&str, &String)> = subjects
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (*name, v)))
+        .collect();
+    match c.auth_method {
+        AuthMethod::TlsClientAuth => {
+            let [(name, value)] = given.as_slice() else {
+                return Err(bad(
+                    key("tls_client_auth_subject_dn"),
+                    "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+                ));
+            };
+            let subject = match *name {
+                "tls_client_auth_subject_dn" => ExpectedSubject::subject_dn(value),
+                "tls_client_auth_san_ip" => ExpectedSubject::san_ip(value),
+                "tls_client_auth_san_dns" => Ok(ExpectedSubject::SanDns((*value).clone())),
+                "tls_client_auth_san_uri" => Ok(ExpectedSubject::SanUri((*value).clone())),
+                _ => Ok(ExpectedSubject::SanEmail((*value).clone())),
+            }
+            .map_err(|e| bad(key(name), e.to_string()))?;
+            let anchors = match &c.tls_client_auth_ca_file {
+                Some(path) => read_anchors(&key("tls_client_auth_ca_file"), path)?,
+                None => global_anchors.clone().ok_or_else(|| {
+                    bad(
+                        key("tls_client_auth_ca_file"),
+                        "tls_client_auth needs a CA: this key or mtls.client_ca_files",
+                    )
+                })?,
+            };
+            Ok(Some(ClientTls::Pki { anchors, subject }))
+        }
+        other => {
+            if let Some((name, _)) = given.first() {
+                return Err(bad(key(name), "only for tls_client_auth"));
+            }
+            if c.tls_client_auth_ca_file.is_some() {
+                return Err(bad(
+                    key("tls_client_auth_ca_file"),
+                    "only for tls_client_auth",
+                ));
+            }
+            if other != AuthMethod::SelfSignedTlsClientAuth {
+                return Ok(None);
+            }
+            let jwks = c
+                .jwks
+                .as_deref()
+                .ok_or_else(|| bad(key("jwks"), "required for self_signed_tls_client_auth"))?;
+            RegisteredCertificates::from_jwks_json(jwks.as_bytes())
+                .map(|r| Some(ClientTls::SelfSigned(r)))
+                .map_err(|e| bad(key("jwks"), e.to_string()))
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,22 +10,23 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
 use keybound_store::RefreshTokenState;
+use keybound_tls::ClientCertificate;
 use serde_json::{Value, json};
 
 use crate::clients::Authenticated;
 use crate::error::{OAuthError, no_store};
 use crate::form::Form;
 use crate::state::AppState;
-use crate::token::{authenticate_client, sha256, store_unavailable};
+use crate::token::{Caller, authenticate_client, sha256, store_unavailable};
 
 async fn authenticated<'a>(
     state: &'a AppState,
-    headers: &HeaderMap,
+    request: &Caller<'_>,
     form: &Form,
     path: &str,
     now: UnixTime,
 ) -> Result<Authenticated<'a>, OAuthError> {
-    let auth = authenticate_client(state, headers, form, path, now)?;
+    let auth = authenticate_client(state, request, form, path, now)?;
     auth.commit(state.replay.as_ref(), now)
         .await
         .map_err(|f| f.into_error(false))?;
@@ -56,22 +58,24 @@ fn respond(body: Value) -> Response {
 
 pub(crate) async fn introspect(
     State(state): State<Arc<AppState>>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    introspect_inner(&state, &headers, &body)
+    let caller = Caller::new(&headers, certificate.as_deref());
+    introspect_inner(&state, &caller, &body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn introspect_inner(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller<'_>,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
-    let form = Form::from_request(headers, body)?;
-    let auth = authenticated(state, headers, &form, "/introspect", now).await?;
+    let form = Form::from_request(caller.headers, body)?;
+    let auth = authenticated(state, caller, &form, "/introspect", now).await?;
     if auth.client.is_public() {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -114,10 +118,12 @@ async fn introspect_inner(
 
 pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    revoke_inner(&state, &headers, &body)
+    let caller = Caller::new(&headers, certificate.as_deref());
+    revoke_inner(&state, &caller, &body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -125,12 +131,12 @@ pub(crate) async fn revoke(
 /// RFC 7009 §2.2: 200 whether or not the token was valid; only the owning client revokes.
 async fn revoke_inner(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller<'_>,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
-    let form = Form::from_request(headers, body)?;
-    let auth = authenticated(state, headers, &form, "/revoke", now).await?;
+    let form = Form::from_request(caller.headers, body)?;
+    let auth = authenticated(state, caller, &form, "/revoke", now).await?;
     let token = form.require("token")?;
     let client_id = &auth.client.config.client_id;
     match state

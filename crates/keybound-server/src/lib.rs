@@ -46,8 +46,8 @@ use serde_json::json;
 
 pub use clients::{AuthFailure, hash_secret};
 pub use config::{
-    AuthMethod, ClientConfig, Config, ConfigError, DpopConfig, NonceRequirement, TokenConfig,
-    Validated,
+    AuthMethod, ClientConfig, ClientTls, Config, ConfigError, DpopConfig, ForwardedCertFormat,
+    MtlsConfig, NonceRequirement, TokenConfig, Validated,
 };
 pub use error::OAuthError;
 pub use metrics::Metrics;
@@ -57,7 +57,13 @@ pub use state::{AppState, Clock, system_clock};
 pub const MAX_FORM_BODY: usize = 16 * 1024;
 
 /// The Authorization Server's routes.
+///
+/// Client certificates (RFC 8705) reach the endpoints through [`keybound_tls::ClientCertLayer`],
+/// applied here with the configured trusted proxies: serve with
+/// `into_make_service_with_connect_info::<keybound_tls::Peer>()` on a [`keybound_tls::TlsListener`],
+/// or `::<std::net::SocketAddr>()` on a TCP listener behind a trusted proxy.
 pub fn router(state: Arc<AppState>) -> axum::Router {
+    let certificates = keybound_tls::ClientCertLayer::new(state.settings.forwarded.clone());
     axum::Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
@@ -68,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(certificates)
         .with_state(state)
 }
 
@@ -93,10 +100,12 @@ fn metadata_document(state: &AppState) -> serde_json::Value {
         "client_secret_basic",
         "client_secret_post",
         "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
         "none",
     ];
     let signing = ["ES256", "EdDSA", "PS256"];
-    json!({
+    let mut document = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks"),
@@ -107,13 +116,22 @@ fn metadata_document(state: &AppState) -> serde_json::Value {
         "scopes_supported": scopes,
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": signing,
-        "introspection_endpoint_auth_methods_supported": &auth_methods[..3],
+        "introspection_endpoint_auth_methods_supported": &auth_methods[..5],
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "dpop_signing_alg_values_supported": algs,
         "code_challenge_methods_supported": ["S256"],
-        "tls_client_certificate_bound_access_tokens": false,
+        "tls_client_certificate_bound_access_tokens": true,
         "authorization_response_iss_parameter_supported": false,
-    })
+    });
+    // RFC 8705 §5: where certificate-authenticated calls go.
+    if let Some(base) = &state.settings.mtls_base {
+        document["mtls_endpoint_aliases"] = json!({
+            "token_endpoint": format!("{base}/token"),
+            "introspection_endpoint": format!("{base}/introspect"),
+            "revocation_endpoint": format!("{base}/revoke"),
+        });
+    }
+    document
 }
 
 async fn metadata(State(state): State<Arc<AppState>>) -> Response {

@@ -7,15 +7,16 @@
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use keybound_core::access_token::{Audience, Confirmation};
 use keybound_core::dpop::{ProofError, ProofRequest, VerifiedProof, single_dpop_header};
-use keybound_core::{AccessTokenClaims, ErrorCode, UnixTime};
+use keybound_core::{AccessTokenClaims, CertThumbprint, ErrorCode, JwkThumbprint, UnixTime};
 use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError};
+use keybound_tls::ClientCertificate;
 use serde_json::json;
 
 use crate::clients::{AuthContext, Authenticated, Client};
@@ -23,12 +24,31 @@ use crate::error::{OAuthError, attach_nonce, no_store};
 use crate::form::Form;
 use crate::state::AppState;
 
+/// What identifies the caller of an endpoint besides the form: its headers and its client
+/// certificate (from the connection or a trusted proxy).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller<'a> {
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) certificate: Option<&'a ClientCertificate>,
+}
+
+impl<'a> Caller<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap, certificate: Option<&'a ClientCertificate>) -> Self {
+        Self {
+            headers,
+            certificate,
+        }
+    }
+}
+
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &headers, &body).await {
+    let caller = Caller::new(&headers, certificate.as_deref());
+    match handle(&state, &caller, &body).await {
         Ok(response) => response,
         Err(error) => {
             state.metrics.token_error(error.code().as_str());
@@ -41,7 +61,7 @@ pub(crate) async fn token(
 /// audience), counting and logging failures. Nothing is recorded yet: see `Authenticated::commit`.
 pub(crate) fn authenticate_client<'a>(
     state: &'a AppState,
-    headers: &HeaderMap,
+    caller: &Caller<'_>,
     form: &Form,
     path: &str,
     now: UnixTime,
@@ -51,10 +71,11 @@ pub(crate) fn authenticate_client<'a>(
         now,
         issuer: &state.settings.issuer,
         endpoint_url: &endpoint,
+        certificate: caller.certificate,
     };
     state
         .clients
-        .authenticate(headers, form, &ctx)
+        .authenticate(caller.headers, form, &ctx)
         .map_err(|(failure, basic)| {
             state.metrics.client_auth_failed(failure.reason());
             tracing::info!(
@@ -82,13 +103,14 @@ pub(crate) fn sha256(text: &str) -> [u8; 32] {
 
 async fn handle(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller<'_>,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let now = state.now();
+    let headers = caller.headers;
     let form = Form::from_request(headers, body)?;
     let grant_type = form.require("grant_type")?;
-    let auth = authenticate_client(state, headers, &form, "/token", now)?;
+    let auth = authenticate_client(state, caller, &form, "/token", now)?;
     let client = auth.client;
     if !matches!(grant_type, "client_credentials" | "refresh_token") {
         return Err(OAuthError::new(
@@ -102,7 +124,7 @@ async fn handle(
             "this client may not use this grant type",
         ));
     }
-    let proof = verify_proof(state, headers, client, now)?;
+    let binding = TokenBinding::decide(state, caller, client, now)?;
 
     // Every stateless check passed: record the single-use values.
     auth.commit(state.replay.as_ref(), now)
@@ -111,7 +133,7 @@ async fn handle(
             state.metrics.client_auth_failed(failure.reason());
             failure.into_error(false)
         })?;
-    if let Some(proof) = &proof {
+    if let TokenBinding::Dpop(proof) = &binding {
         let key = proof.replay_key();
         match state
             .replay
@@ -126,8 +148,75 @@ async fn handle(
     }
 
     match grant_type {
-        "client_credentials" => client_credentials(state, client, &form, proof.as_ref(), now).await,
-        _ => refresh(state, client, &form, proof.as_ref(), now).await,
+        "client_credentials" => client_credentials(state, client, &form, &binding, now).await,
+        _ => refresh(state, client, &form, &binding, now).await,
+    }
+}
+
+/// What an issued access token will be bound to: the DPoP proof's key, the client
+/// certificate, or nothing. One token, one binding (standards §2.10).
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per request, on the stack, never moved around"
+)]
+enum TokenBinding {
+    Unbound,
+    Dpop(VerifiedProof),
+    Certificate(CertThumbprint),
+}
+
+impl TokenBinding {
+    /// Stateless: checks the proof (if any) and the certificate binding rules; records nothing.
+    fn decide(
+        state: &AppState,
+        caller: &Caller<'_>,
+        client: &Client,
+        now: UnixTime,
+    ) -> Result<Self, OAuthError> {
+        if !client.config.tls_client_certificate_bound_access_tokens {
+            return Ok(
+                verify_proof(state, caller.headers, client, now)?.map_or(Self::Unbound, Self::Dpop)
+            );
+        }
+        // RFC 8705 §3: certificate-bound. A DPoP proof would make a second binding.
+        if caller.headers.contains_key("dpop") {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "this client's tokens are bound to its TLS client certificate; do not send a DPoP proof",
+            ));
+        }
+        // §3.4: the client opted in deliberately, so no certificate is an error, not a bearer token.
+        caller
+            .certificate
+            .map(|c| Self::Certificate(c.thumbprint().clone()))
+            .ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "this client's tokens are certificate-bound: connect with its TLS client certificate",
+                )
+            })
+    }
+
+    fn proof(&self) -> Option<&VerifiedProof> {
+        match self {
+            Self::Dpop(proof) => Some(proof),
+            _ => None,
+        }
+    }
+
+    fn confirmation(&self) -> Option<Confirmation> {
+        match self {
+            Self::Unbound => None,
+            Self::Dpop(proof) => Some(Confirmation {
+                jkt: Some(proof.thumbprint().clone()),
+                x5t_s256: None,
+            }),
+            Self::Certificate(x5t) => Some(Confirmation {
+                jkt: None,
+                x5t_s256: Some(x5t.clone()),
+            }),
+        }
     }
 }
 
@@ -152,17 +241,23 @@ fn verify_proof(
         }
         return Ok(None);
     }
-    let request = ProofRequest {
+    let request = |htu| ProofRequest {
         method: "POST",
-        htu: &state.settings.token_htu,
+        htu,
         now,
         access_token: None,
         nonce: state.nonce_policy(client),
     };
-    single_dpop_header(values)
-        .and_then(|proof| state.proofs.verify(proof, &request))
-        .map(Some)
-        .map_err(|e| rejected_proof(state, &e, now))
+    let proof = single_dpop_header(values).map_err(|e| rejected_proof(state, &e, now))?;
+    let main = state
+        .proofs
+        .verify(proof, &request(&state.settings.token_htu));
+    // The token endpoint has two public URLs when an mTLS alias is published (RFC 8705 §5).
+    let result = match (main, &state.settings.mtls_token_htu) {
+        (Err(ProofError::HtuMismatch), Some(alias)) => state.proofs.verify(proof, &request(alias)),
+        (result, _) => result,
+    };
+    result.map(Some).map_err(|e| rejected_proof(state, &e, now))
 }
 
 fn rejected_proof(state: &AppState, error: &ProofError, now: UnixTime) -> OAuthError {
@@ -204,7 +299,7 @@ async fn client_credentials(
     state: &AppState,
     client: &Client,
     form: &Form,
-    proof: Option<&VerifiedProof>,
+    binding: &TokenBinding,
     now: UnixTime,
 ) -> Result<Response, OAuthError> {
     let allowed: Vec<&str> = client.config.scopes.iter().map(String::as_str).collect();
@@ -220,12 +315,20 @@ async fn client_credentials(
             scope: scope.clone(),
             created_at: now,
             expires_at: now.saturating_add(lifetimes.grant_lifetime_secs),
-            dpop_jkt: if client.is_public() {
-                proof.map(|p| p.thumbprint().as_str().to_owned())
-            } else {
-                None
+            // Public clients' refresh tokens are bound like their access tokens (RFC 9449
+            // §5, RFC 8705 §4); confidential clients' are bound by client authentication.
+            dpop_jkt: match binding {
+                TokenBinding::Dpop(proof) if client.is_public() => {
+                    Some(proof.thumbprint().as_str().to_owned())
+                }
+                _ => None,
             },
-            cert_x5t: None,
+            cert_x5t: match binding {
+                TokenBinding::Certificate(x5t) if client.is_public() => {
+                    Some(x5t.as_str().to_owned())
+                }
+                _ => None,
+            },
         };
         let token = state.random_token();
         let record = RefreshTokenRecord {
@@ -244,26 +347,34 @@ async fn client_credentials(
     } else {
         None
     };
-    issue(state, client, subject, &scope, proof, refresh, now)
+    issue(state, client, subject, &scope, binding, refresh, now)
 }
 
 fn invalid_grant(why: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, why)
 }
 
-/// Whether the proof satisfies the grant's key binding (public clients, RFC 9449 §5).
-fn binding_holds(grant: &Grant, proof: Option<&VerifiedProof>) -> bool {
-    match &grant.dpop_jkt {
-        None => true,
-        Some(jkt) => proof.is_some_and(|p| p.thumbprint().as_str() == jkt),
+/// Whether the request satisfies the grant's binding (public clients: RFC 9449 §5 for the
+/// DPoP key, RFC 8705 §4 for the certificate).
+fn binding_holds(grant: &Grant, binding: &TokenBinding) -> bool {
+    if let Some(jkt) = &grant.dpop_jkt {
+        let bound = JwkThumbprint::parse(jkt);
+        return binding
+            .proof()
+            .is_some_and(|p| bound.as_ref() == Some(p.thumbprint()));
     }
+    if let Some(x5t) = &grant.cert_x5t {
+        let bound = CertThumbprint::parse(x5t);
+        return matches!(binding, TokenBinding::Certificate(c) if bound.as_ref() == Some(c));
+    }
+    true
 }
 
 async fn refresh(
     state: &AppState,
     client: &Client,
     form: &Form,
-    proof: Option<&VerifiedProof>,
+    binding: &TokenBinding,
     now: UnixTime,
 ) -> Result<Response, OAuthError> {
     let presented = sha256(form.require("refresh_token")?);
@@ -277,7 +388,7 @@ async fn refresh(
         RefreshTokenState::Used(grant) => {
             // RFC 9700 §4.14.2: reuse of a rotated token revokes the grant, when presented by
             // the client it belongs to with its binding (a thief without the key cannot revoke).
-            if grant.client_id == client.config.client_id && binding_holds(&grant, proof) {
+            if grant.client_id == client.config.client_id && binding_holds(&grant, binding) {
                 let next = RefreshTokenRecord {
                     token_hash: sha256(&state.random_token()),
                     grant_id: grant.id.clone(),
@@ -303,10 +414,12 @@ async fn refresh(
             "the refresh token was issued to another client",
         ));
     }
-    if !binding_holds(&grant, proof) {
-        return Err(invalid_grant(
-            "the DPoP proof key does not match the refresh token's binding",
-        ));
+    if !binding_holds(&grant, binding) {
+        return Err(invalid_grant(if grant.cert_x5t.is_some() {
+            "the client certificate does not match the refresh token's binding"
+        } else {
+            "the DPoP proof key does not match the refresh token's binding"
+        }));
     }
     let granted: Vec<&str> = grant.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let scope = granted_scope(form.get("scope"), &granted)?;
@@ -329,7 +442,7 @@ async fn refresh(
             client,
             grant.subject,
             &scope,
-            proof,
+            binding,
             Some(token),
             now,
         ),
@@ -345,10 +458,11 @@ fn issue(
     client: &Client,
     subject: String,
     scope: &str,
-    proof: Option<&VerifiedProof>,
+    binding: &TokenBinding,
     refresh: Option<String>,
     now: UnixTime,
 ) -> Result<Response, OAuthError> {
+    let proof = binding.proof();
     let lifetime = state.settings.config.tokens.access_token_lifetime_secs;
     let claims = AccessTokenClaims {
         iss: state.settings.issuer.clone(),
@@ -360,10 +474,7 @@ fn issue(
         jti: state.random_token(),
         client_id: client.config.client_id.clone(),
         scope: (!scope.is_empty()).then(|| scope.to_owned()),
-        cnf: proof.map(|p| Confirmation {
-            jkt: Some(p.thumbprint().clone()),
-            x5t_s256: None,
-        }),
+        cnf: binding.confirmation(),
     };
     let access_token = state.keys.signer().sign(&claims).map_err(|e| {
         tracing::error!(%e, "signing an access token failed");

@@ -205,6 +205,19 @@ impl Harness {
         dpop: &[&str],
         form: &[(&str, &str)],
     ) -> Reply {
+        self.post_with_cert(path, None, basic, dpop, form).await
+    }
+
+    /// Like [`Harness::post`], over a connection that presented `certificate` (what the TLS
+    /// listener reports as `Peer` connection info).
+    pub async fn post_with_cert(
+        &self,
+        path: &str,
+        certificate: Option<&keybound_tls::ClientCertificate>,
+        basic: Option<(&str, &str)>,
+        dpop: &[&str],
+        form: &[(&str, &str)],
+    ) -> Reply {
         let mut request =
             Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some((id, secret)) = basic {
@@ -218,7 +231,14 @@ impl Harness {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        self.send(request.body(Body::from(body)).unwrap()).await
+        let mut request = request.body(Body::from(body)).unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(keybound_tls::Peer {
+                remote: "127.0.0.1:40000".parse().unwrap(),
+                certificate: certificate.cloned(),
+            }));
+        self.send(request).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
