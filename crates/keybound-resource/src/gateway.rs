@@ -3,6 +3,7 @@
 //! those headers, the credentials and hop-by-hop headers are removed from what the client sent,
 //! so the upstream can trust them.
 
+use keybound_tls::{ClientCertLayer, ForwardedCertificates};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub struct GatewayConfig {
     pub max_body: usize,
     /// Upstream request timeout. Defaults to 30 s.
     pub timeout: Duration,
+    /// Proxies trusted to forward client certificates (for certificate-bound tokens behind a
+    /// TLS-terminating proxy). Defaults to none: forwarded certificates are stripped, ignored.
+    pub forwarded_certificates: Option<ForwardedCertificates>,
 }
 
 impl GatewayConfig {
@@ -49,6 +53,7 @@ impl GatewayConfig {
             upstream: upstream.trim_end_matches('/').to_owned(),
             max_body: 10 << 20,
             timeout: Duration::from_secs(30),
+            forwarded_certificates: None,
         }
     }
 }
@@ -158,9 +163,11 @@ pub fn gateway_router(
         .timeout(config.timeout)
         .build()
         .map_err(|e| e.to_string())?;
+    let certificates = ClientCertLayer::new(config.forwarded_certificates.clone());
     let gateway = Arc::new(Gateway { config, http });
     Ok(axum::Router::new()
         .fallback(forward)
         .with_state(gateway)
-        .layer(ResourceLayer::new(verifier)))
+        .layer(ResourceLayer::new(verifier))
+        .layer(certificates))
 }

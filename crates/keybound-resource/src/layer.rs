@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keybound_core::ErrorCode;
+use keybound_tls::ClientCertificate;
 use tower::{Layer, Service};
 
 use crate::rejection::{EXPOSE, Rejection};
@@ -109,8 +110,21 @@ where
                 .get::<OriginalUri>()
                 .map_or_else(|| request.uri().clone(), |o| o.0.clone());
             let method = request.method().as_str().to_owned();
+            // Put there by keybound_tls::ClientCertLayer, from the TLS connection or a
+            // trusted proxy; a client cannot set a request extension.
+            let certificate = request
+                .extensions()
+                .get::<ClientCertificate>()
+                .map(|c| c.thumbprint().clone());
             let checked = verifier
-                .verify(&method, uri.path(), uri.query(), request.headers(), &scopes)
+                .verify(
+                    &method,
+                    uri.path(),
+                    uri.query(),
+                    request.headers(),
+                    certificate.as_ref(),
+                    &scopes,
+                )
                 .await;
             match checked {
                 Ok(token) => {

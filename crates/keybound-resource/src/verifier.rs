@@ -17,8 +17,8 @@ use keybound_core::dpop::{
     IatWindow, NoncePolicy, ProofError, ProofRequest, ProofVerifier, single_dpop_header,
 };
 use keybound_core::{
-    AccessTokenClaims, AccessTokenVerifier, Algorithm, ErrorCode, Htu, JwkThumbprint, NonceKeyRing,
-    UnixTime,
+    AccessTokenClaims, AccessTokenVerifier, Algorithm, CertThumbprint, ErrorCode, Htu,
+    JwkThumbprint, NonceKeyRing, UnixTime,
 };
 use keybound_store::ReplayCache;
 
@@ -374,7 +374,9 @@ impl ResourceVerifier {
     }
 
     /// Checks one request. `path` is the request path as the client sent it (after any prefix
-    /// the public base URL already contains), `query` its query string.
+    /// the public base URL already contains), `query` its query string, `certificate` the
+    /// thumbprint of the client certificate of the connection or of a trusted proxy (RFC 8705
+    /// §3: a certificate-bound token needs it).
     ///
     /// # Errors
     /// The [`Rejection`] to send.
@@ -384,10 +386,11 @@ impl ResourceVerifier {
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
+        certificate: Option<&CertThumbprint>,
         required_scopes: &[String],
     ) -> Result<VerifiedToken, Rejection> {
         let result = self
-            .verify_inner(method, path, query, headers, required_scopes)
+            .verify_inner(method, path, query, headers, certificate, required_scopes)
             .await;
         match result {
             Ok(token) => {
@@ -404,6 +407,7 @@ impl ResourceVerifier {
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
+        certificate: Option<&CertThumbprint>,
         required_scopes: &[String],
     ) -> Result<VerifiedToken, Rejection> {
         let now = (self.clock)();
@@ -506,7 +510,7 @@ impl ResourceVerifier {
         let presented = Presented {
             scheme,
             proof_key: proof.as_ref().map(|p| p.thumbprint()),
-            certificate: None,
+            certificate,
             accept_unbound: self.config.accept_unbound,
         };
         claims
@@ -518,7 +522,8 @@ impl ResourceVerifier {
                     BindingError::DpopTokenAsBearer => "dpop_token_as_bearer",
                     BindingError::NotDpopBound => "not_dpop_bound",
                     BindingError::UnboundNotAccepted => "unbound_not_accepted",
-                    _ => "certificate_binding",
+                    BindingError::CertificateMissing => "certificate_missing",
+                    _ => "certificate_mismatch",
                 };
                 Rejection::new(
                     StatusCode::UNAUTHORIZED,
