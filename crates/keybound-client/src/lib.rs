@@ -350,31 +350,73 @@ impl DpopClient {
         Ok(metadata)
     }
 
+    /// A token request: [`DpopClient::post_to_as`] at the token endpoint, then the response
+    /// read as a token, which must be DPoP-bound (RFC 9449 §5).
     async fn token_request(
         &self,
         issuer: &IssuerMetadata,
         auth: &ClientAuth,
         params: &[(&str, &str)],
     ) -> Result<TokenResponse, ClientError> {
-        let url = Url::parse(&issuer.token_endpoint)
-            .map_err(|e| ClientError::Discovery(e.to_string()))?;
+        let body = self
+            .post_to_as(
+                issuer,
+                &issuer.token_endpoint,
+                auth,
+                params,
+                true,
+                StatusCode::OK,
+            )
+            .await?;
+        let token: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Http(format!("token response: {e}")))?;
+        if !token.token_type.eq_ignore_ascii_case("DPoP") {
+            return Err(ClientError::NotDpopBound(token.token_type));
+        }
+        Ok(token)
+    }
+
+    /// A form POST to one of the AS's endpoints (token, PAR): client authentication as `auth`
+    /// says (a public client's `client_id` is added to the form unless `params` has one), a
+    /// fresh DPoP proof for `endpoint` when `dpop`, every `DPoP-Nonce` remembered, and exactly
+    /// one retry with a new proof (and a new client assertion) on `use_dpop_nonce`. Returns
+    /// the body of a response with status `success`; any other status is
+    /// [`ClientError::Refused`] with the server's error.
+    pub(crate) async fn post_to_as(
+        &self,
+        issuer: &IssuerMetadata,
+        endpoint: &str,
+        auth: &ClientAuth,
+        params: &[(&str, &str)],
+        dpop: bool,
+        success: StatusCode,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = Url::parse(endpoint).map_err(|e| ClientError::Discovery(e.to_string()))?;
         for attempt in 0..2 {
-            let proof = self.proof("POST", &issuer.token_endpoint, None)?;
             let mut form: Vec<(&str, &str)> = params.to_vec();
             let assertion;
-            let mut request = self.http.post(url.clone()).header("DPoP", proof);
+            let mut request = self.http.post(url.clone());
+            if dpop {
+                request = request.header("DPoP", self.proof("POST", endpoint, None)?);
+            }
             match auth {
                 ClientAuth::Secret {
                     client_id,
                     client_secret,
                 } => request = request.basic_auth(client_id, Some(client_secret)),
-                ClientAuth::Public { client_id } => form.push(("client_id", client_id)),
+                ClientAuth::Public { client_id } => {
+                    if !form.iter().any(|(name, _)| *name == "client_id") {
+                        form.push(("client_id", client_id));
+                    }
+                }
                 ClientAuth::PrivateKeyJwt {
                     client_id,
                     key,
                     kid,
                 } => {
                     // A new assertion (new jti) per attempt: the nonce retry never reuses one.
+                    // Its audience is the token endpoint, which RFC 9126 §2 makes acceptable
+                    // at the PAR endpoint too.
                     assertion =
                         self.client_assertion(client_id, key, kid, &issuer.token_endpoint)?;
                     form.push((
@@ -392,17 +434,13 @@ impl DpopClient {
             self.remember_nonce(Role::Token, &url, response.headers());
             let status = response.status();
             let body = read_limited(response).await?;
-            if status == StatusCode::OK {
-                let token: TokenResponse = serde_json::from_slice(&body)
-                    .map_err(|e| ClientError::Http(format!("token response: {e}")))?;
-                if !token.token_type.eq_ignore_ascii_case("DPoP") {
-                    return Err(ClientError::NotDpopBound(token.token_type));
-                }
-                return Ok(token);
+            if status == success {
+                return Ok(body);
             }
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let code = ErrorCode::parse(error["error"].as_str().unwrap_or("server_error"));
-            if code == ErrorCode::UseDpopNonce
+            if dpop
+                && code == ErrorCode::UseDpopNonce
                 && attempt == 0
                 && self.nonce_for(Role::Token, &url).is_some()
             {
