@@ -22,9 +22,13 @@
 //!
 //! Client authentication: `client_secret_basic`, `private_key_jwt`, or none (public clients).
 //!
-//! Not yet: mTLS client authentication, the authorization-code helpers
-//! (PKCE, `dpop_jkt`, PAR). [`TokenSession`] keeps a client-credentials token fresh.
+//! The authorization-code flow of browser and native apps (PKCE, `dpop_jkt`, PAR, callback
+//! checks, the code exchange) is in [`authorize`]. [`TokenSession`] keeps a
+//! client-credentials token fresh.
+//!
+//! Not yet: mTLS client authentication.
 
+pub mod authorize;
 mod key;
 mod middleware;
 mod session;
@@ -42,6 +46,9 @@ use keybound_core::{ErrorCode, SigningKey, UnixTime};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
+pub use authorize::{
+    AuthorizationCode, AuthorizationRequest, Pkce, PushedAuthorization, parse_callback,
+};
 pub use key::{generate_key_file, load_key_file};
 pub use middleware::DpopMiddleware;
 pub use session::TokenSession;
@@ -75,6 +82,45 @@ pub enum ClientError {
     /// The AS answered with a token that is not DPoP-bound; it is discarded (RFC 9449 §5).
     #[error("the token endpoint returned token_type {0:?}, not DPoP; the token was discarded")]
     NotDpopBound(String),
+    /// A request parameter is unusable (a reserved extra parameter, a malformed PKCE
+    /// verifier or redirect URI, authentication for another client).
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// The issuer's metadata does not name the endpoint this operation needs.
+    #[error("the issuer's metadata has no {0}")]
+    MissingEndpoint(&'static str),
+    /// The issuer requires pushed authorization requests (RFC 9126 §5); a front-channel URL
+    /// with the whole request would be refused.
+    #[error("the issuer requires pushed authorization requests (PAR)")]
+    ParRequired,
+    /// The authorization response at the redirect URI is unreadable, repeats a parameter, or
+    /// has neither a code nor an error.
+    #[error("authorization response: {0}")]
+    Callback(String),
+    /// The authorization response's `state` is missing or not the request's: it was not
+    /// caused by this request (CSRF, RFC 6749 §10.12).
+    #[error("the authorization response's state does not match the request's")]
+    StateMismatch,
+    /// The authorization response names another issuer (`iss`, RFC 9207): a mix-up attack.
+    #[error("the authorization response comes from issuer {received:?}, not {expected:?}")]
+    IssuerMismatch {
+        /// The issuer the request was sent to.
+        expected: String,
+        /// The `iss` in the response.
+        received: String,
+    },
+    /// The issuer says it sends `iss` in authorization responses, and this one has none
+    /// (RFC 9207 §2.4).
+    #[error("the authorization response has no iss, which this issuer always sends")]
+    MissingIssuer,
+    /// The AS answered the authorization request with an error (RFC 6749 §4.1.2.1).
+    #[error("authorization refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    AuthorizationFailed {
+        /// The OAuth error code (`access_denied`, `invalid_request`, ...).
+        error: ErrorCode,
+        /// `error_description`, if any.
+        description: Option<String>,
+    },
 }
 
 /// How the client authenticates at the token endpoint.
@@ -105,6 +151,18 @@ pub enum ClientAuth {
     },
 }
 
+impl ClientAuth {
+    /// The client id, whichever the method.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Secret { client_id, .. }
+            | Self::Public { client_id }
+            | Self::PrivateKeyJwt { client_id, .. } => client_id,
+        }
+    }
+}
+
 impl fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -127,6 +185,19 @@ pub struct IssuerMetadata {
     /// `dpop_signing_alg_values_supported`, if published.
     #[serde(default)]
     pub dpop_signing_alg_values_supported: Vec<String>,
+    /// `authorization_endpoint`, if published (needed for the authorization-code flow).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// `pushed_authorization_request_endpoint` (RFC 9126 §5), if published.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// `require_pushed_authorization_requests` (RFC 9126 §5; false when absent).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3; false when absent):
+    /// when true, an authorization response without `iss` is refused.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// A token response. `Debug` shows no token.
@@ -350,31 +421,73 @@ impl DpopClient {
         Ok(metadata)
     }
 
+    /// A token request: [`DpopClient::post_to_as`] at the token endpoint, then the response
+    /// read as a token, which must be DPoP-bound (RFC 9449 §5).
     async fn token_request(
         &self,
         issuer: &IssuerMetadata,
         auth: &ClientAuth,
         params: &[(&str, &str)],
     ) -> Result<TokenResponse, ClientError> {
-        let url = Url::parse(&issuer.token_endpoint)
-            .map_err(|e| ClientError::Discovery(e.to_string()))?;
+        let body = self
+            .post_to_as(
+                issuer,
+                &issuer.token_endpoint,
+                auth,
+                params,
+                true,
+                StatusCode::OK,
+            )
+            .await?;
+        let token: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Http(format!("token response: {e}")))?;
+        if !token.token_type.eq_ignore_ascii_case("DPoP") {
+            return Err(ClientError::NotDpopBound(token.token_type));
+        }
+        Ok(token)
+    }
+
+    /// A form POST to one of the AS's endpoints (token, PAR): client authentication as `auth`
+    /// says (a public client's `client_id` is added to the form unless `params` has one), a
+    /// fresh DPoP proof for `endpoint` when `dpop`, every `DPoP-Nonce` remembered, and exactly
+    /// one retry with a new proof (and a new client assertion) on `use_dpop_nonce`. Returns
+    /// the body of a response with status `success`; any other status is
+    /// [`ClientError::Refused`] with the server's error.
+    pub(crate) async fn post_to_as(
+        &self,
+        issuer: &IssuerMetadata,
+        endpoint: &str,
+        auth: &ClientAuth,
+        params: &[(&str, &str)],
+        dpop: bool,
+        success: StatusCode,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = Url::parse(endpoint).map_err(|e| ClientError::Discovery(e.to_string()))?;
         for attempt in 0..2 {
-            let proof = self.proof("POST", &issuer.token_endpoint, None)?;
             let mut form: Vec<(&str, &str)> = params.to_vec();
             let assertion;
-            let mut request = self.http.post(url.clone()).header("DPoP", proof);
+            let mut request = self.http.post(url.clone());
+            if dpop {
+                request = request.header("DPoP", self.proof("POST", endpoint, None)?);
+            }
             match auth {
                 ClientAuth::Secret {
                     client_id,
                     client_secret,
                 } => request = request.basic_auth(client_id, Some(client_secret)),
-                ClientAuth::Public { client_id } => form.push(("client_id", client_id)),
+                ClientAuth::Public { client_id } => {
+                    if !form.iter().any(|(name, _)| *name == "client_id") {
+                        form.push(("client_id", client_id));
+                    }
+                }
                 ClientAuth::PrivateKeyJwt {
                     client_id,
                     key,
                     kid,
                 } => {
                     // A new assertion (new jti) per attempt: the nonce retry never reuses one.
+                    // Its audience is the token endpoint, which RFC 9126 §2 makes acceptable
+                    // at the PAR endpoint too.
                     assertion =
                         self.client_assertion(client_id, key, kid, &issuer.token_endpoint)?;
                     form.push((
@@ -392,17 +505,13 @@ impl DpopClient {
             self.remember_nonce(Role::Token, &url, response.headers());
             let status = response.status();
             let body = read_limited(response).await?;
-            if status == StatusCode::OK {
-                let token: TokenResponse = serde_json::from_slice(&body)
-                    .map_err(|e| ClientError::Http(format!("token response: {e}")))?;
-                if !token.token_type.eq_ignore_ascii_case("DPoP") {
-                    return Err(ClientError::NotDpopBound(token.token_type));
-                }
-                return Ok(token);
+            if status == success {
+                return Ok(body);
             }
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let code = ErrorCode::parse(error["error"].as_str().unwrap_or("server_error"));
-            if code == ErrorCode::UseDpopNonce
+            if dpop
+                && code == ErrorCode::UseDpopNonce
                 && attempt == 0
                 && self.nonce_for(Role::Token, &url).is_some()
             {

@@ -4,56 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+mod common;
 
 use keybound_client::{ClientAuth, DpopClient};
 use keybound_core::{Algorithm, SigningKey};
 
-/// Kills the provider when the test ends, pass or fail.
-struct Provider(Child);
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn dpop_bound_token_from_node_oidc_provider() {
-    let Ok(dir) = std::env::var("KEYBOUND_OIDC_PROVIDER_DIR") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the interop test: KEYBOUND_OIDC_PROVIDER_DIR is unset"
-        );
-        eprintln!(
-            "skipped: node-oidc-provider not installed (run scripts/test, which installs it when node is present)"
-        );
+    let Some(provider) = common::start_provider(&[]) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("node")
-        .arg("provider.mjs")
-        .arg(port.to_string())
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _provider = Provider(child);
-    let started = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("listening"));
-    assert!(started, "node-oidc-provider did not start");
-
-    let issuer = format!("http://127.0.0.1:{port}");
+    let issuer = provider.issuer.clone();
     let key = SigningKey::generate(Algorithm::Es256, &aws_lc_rs::rand::SystemRandom::new())
         .unwrap()
         .0;
