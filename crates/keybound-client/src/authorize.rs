@@ -486,9 +486,11 @@ impl DpopClient {
         auth: &ClientAuth,
         request: &AuthorizationRequest,
     ) -> Result<PushedAuthorization, ClientError> {
-        let endpoint = issuer
-            .pushed_authorization_request_endpoint
-            .as_deref()
+        let endpoint = self
+            .mtls_alias(issuer, |a| {
+                a.pushed_authorization_request_endpoint.as_deref()
+            })
+            .or(issuer.pushed_authorization_request_endpoint.as_deref())
             .ok_or(ClientError::MissingEndpoint(
                 "pushed_authorization_request_endpoint",
             ))?;

@@ -20,13 +20,27 @@
 //! An ordinary `reqwest` client gets the same behaviour through [`DpopMiddleware`]
 //! (`reqwest-middleware`).
 //!
-//! Client authentication: `client_secret_basic`, `private_key_jwt`, or none (public clients).
+//! Client authentication: `client_secret_basic`, `private_key_jwt`, mTLS (`tls_client_auth` or
+//! `self_signed_tls_client_auth`, RFC 8705 §2, with a [`TlsIdentity`]), or none (public
+//! clients). A client with a TLS identity sends its token and PAR requests to the issuer's
+//! `mtls_endpoint_aliases` when it publishes them (RFC 8705 §5).
 //!
 //! The authorization-code flow of browser and native apps (PKCE, `dpop_jkt`, PAR, callback
 //! checks, the code exchange) is in [`authorize`]. [`TokenSession`] keeps a
 //! client-credentials token fresh.
 //!
-//! Not yet: mTLS client authentication.
+//! ```no_run
+//! # async fn run() -> Result<(), keybound_client::ClientError> {
+//! use keybound_client::{ClientAuth, DpopClient, TlsIdentity, load_key_file};
+//! let identity = TlsIdentity::from_pem_files("client.crt".as_ref(), "client.key".as_ref())?;
+//! let client = DpopClient::builder(load_key_file("client.p8".as_ref(), None)?)
+//!     .tls_identity(identity)
+//!     .build()?;
+//! let issuer = client.discover("https://as.example.com").await?;
+//! let auth = ClientAuth::Tls { client_id: "billing".into() };
+//! let token = client.client_credentials(&issuer, &auth, None).await?; // at the mTLS alias
+//! # Ok(()) }
+//! ```
 
 pub mod authorize;
 mod key;
@@ -139,6 +153,13 @@ pub enum ClientAuth {
         /// The client id.
         client_id: String,
     },
+    /// `tls_client_auth` or `self_signed_tls_client_auth` (RFC 8705 §2): the client's TLS
+    /// certificate authenticates it, and `client_id` is sent in the form. Needs a client built
+    /// with a [`TlsIdentity`].
+    Tls {
+        /// The client id.
+        client_id: String,
+    },
     /// `private_key_jwt` (RFC 7523): a fresh assertion signed by `key` (registered under `kid`
     /// in the client's JWKS at the AS) for every request. This is not the DPoP key.
     PrivateKeyJwt {
@@ -158,6 +179,7 @@ impl ClientAuth {
         match self {
             Self::Secret { client_id, .. }
             | Self::Public { client_id }
+            | Self::Tls { client_id }
             | Self::PrivateKeyJwt { client_id, .. } => client_id,
         }
     }
@@ -168,6 +190,7 @@ impl fmt::Debug for ClientAuth {
         match self {
             Self::Secret { client_id, .. } => write!(f, "Secret({client_id}, [redacted])"),
             Self::Public { client_id } => write!(f, "Public({client_id})"),
+            Self::Tls { client_id } => write!(f, "Tls({client_id})"),
             Self::PrivateKeyJwt { client_id, kid, .. } => {
                 write!(f, "PrivateKeyJwt({client_id}, kid {kid})")
             }
@@ -198,6 +221,135 @@ pub struct IssuerMetadata {
     /// when true, an authorization response without `iss` is refused.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// `mtls_endpoint_aliases` (RFC 8705 §5), if published.
+    #[serde(default)]
+    pub mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
+}
+
+/// RFC 8705 §5: the endpoints a client using mTLS must call instead of the top-level ones.
+/// Members the client does not use are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[non_exhaustive]
+pub struct MtlsEndpointAliases {
+    /// `token_endpoint`.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// `pushed_authorization_request_endpoint`.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// `introspection_endpoint`.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    /// `revocation_endpoint`.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+}
+
+/// A TLS client certificate and its private key (PEM), for mTLS client authentication and
+/// certificate-bound tokens. `Debug` shows nothing of the key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pem: Vec<u8>,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsIdentity([redacted])")
+    }
+}
+
+impl TlsIdentity {
+    /// The certificate (chain) and private key, as PEM text.
+    ///
+    /// # Errors
+    /// [`ClientError::Key`] if the text holds no certificate or no key.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ClientError> {
+        let mut pem = cert_pem.to_vec();
+        pem.push(b'\n');
+        pem.extend_from_slice(key_pem);
+        reqwest::Identity::from_pem(&pem)
+            .map_err(|e| ClientError::Key(format!("TLS identity: {e}")))?;
+        Ok(Self { pem })
+    }
+
+    /// Reads the certificate and key files.
+    ///
+    /// # Errors
+    /// [`ClientError::Key`] if a file cannot be read or holds no usable PEM.
+    pub fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, ClientError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ClientError::Key(format!("{}: {e}", p.display())))
+        };
+        Self::from_pem(&read(cert)?, &read(key)?)
+    }
+}
+
+/// Builds a [`DpopClient`]: the DPoP key, and optionally a TLS identity and extra trust roots.
+#[derive(Debug)]
+pub struct DpopClientBuilder {
+    key: SigningKey,
+    identity: Option<TlsIdentity>,
+    roots: Vec<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl DpopClientBuilder {
+    /// Presents this certificate in TLS handshakes (mTLS), and sends token and PAR requests to
+    /// the issuer's `mtls_endpoint_aliases` when it has them.
+    #[must_use]
+    pub fn tls_identity(mut self, identity: TlsIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Also trusts this CA certificate (PEM), e.g. a private CA of the AS's mTLS host.
+    #[must_use]
+    pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Self {
+        self.roots.push(pem.to_vec());
+        self
+    }
+
+    /// Request timeout (default 30 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The client. Redirects are never followed.
+    ///
+    /// # Errors
+    /// [`ClientError::Http`] if the HTTP client cannot be built, [`ClientError::Key`] for an
+    /// unusable root certificate or identity.
+    pub fn build(self) -> Result<DpopClient, ClientError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout);
+        for pem in &self.roots {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientError::Key(format!("root certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if let Some(identity) = &self.identity {
+            let identity = reqwest::Identity::from_pem(&identity.pem)
+                .map_err(|e| ClientError::Key(format!("TLS identity: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(DpopClient {
+            http,
+            key: self.key,
+            mtls: self.identity.is_some(),
+            rng: SystemRandom::new(),
+            nonces: Mutex::new(HashMap::new()),
+            retries: AtomicU64::new(0),
+        })
+    }
 }
 
 /// A token response. `Debug` shows no token.
@@ -236,6 +388,7 @@ impl fmt::Debug for TokenResponse {
 pub struct DpopClient {
     http: reqwest::Client,
     key: SigningKey,
+    mtls: bool,
     rng: SystemRandom,
     nonces: Mutex<HashMap<(Role, String), String>>,
     retries: AtomicU64,
@@ -292,18 +445,38 @@ impl DpopClient {
     /// # Errors
     /// [`ClientError::Http`] if the HTTP client cannot be built.
     pub fn new(key: SigningKey) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        Ok(Self {
-            http,
+        Self::builder(key).build()
+    }
+
+    /// A builder, for a TLS identity (mTLS) or extra trust roots.
+    #[must_use]
+    pub fn builder(key: SigningKey) -> DpopClientBuilder {
+        DpopClientBuilder {
             key,
-            rng: SystemRandom::new(),
-            nonces: Mutex::new(HashMap::new()),
-            retries: AtomicU64::new(0),
-        })
+            identity: None,
+            roots: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The token endpoint this client calls: the mTLS alias when it has a TLS identity and the
+    /// issuer publishes one (RFC 8705 §5), else the top-level endpoint.
+    #[must_use]
+    pub fn token_endpoint<'a>(&self, issuer: &'a IssuerMetadata) -> &'a str {
+        self.mtls_alias(issuer, |a| a.token_endpoint.as_deref())
+            .unwrap_or(&issuer.token_endpoint)
+    }
+
+    /// The alias of an endpoint, if this client uses mTLS and the issuer publishes one.
+    pub(crate) fn mtls_alias<'a>(
+        &self,
+        issuer: &'a IssuerMetadata,
+        pick: impl Fn(&'a MtlsEndpointAliases) -> Option<&'a str>,
+    ) -> Option<&'a str> {
+        if !self.mtls {
+            return None;
+        }
+        issuer.mtls_endpoint_aliases.as_ref().and_then(pick)
     }
 
     /// The key's thumbprint (what the server binds tokens to).
@@ -432,7 +605,7 @@ impl DpopClient {
         let body = self
             .post_to_as(
                 issuer,
-                &issuer.token_endpoint,
+                self.token_endpoint(issuer),
                 auth,
                 params,
                 true,
@@ -475,7 +648,13 @@ impl DpopClient {
                     client_id,
                     client_secret,
                 } => request = request.basic_auth(client_id, Some(client_secret)),
-                ClientAuth::Public { client_id } => {
+                ClientAuth::Public { client_id } | ClientAuth::Tls { client_id } => {
+                    if matches!(auth, ClientAuth::Tls { .. }) && !self.mtls {
+                        return Err(ClientError::InvalidParameter(
+                            "mTLS client authentication needs a client built with a TLS identity"
+                                .into(),
+                        ));
+                    }
                     if !form.iter().any(|(name, _)| *name == "client_id") {
                         form.push(("client_id", client_id));
                     }
