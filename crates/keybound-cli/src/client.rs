@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
-use keybound_client::{ClientAuth, DpopClient, generate_key_file, load_key_file};
+use keybound_client::{ClientAuth, DpopClient, TlsIdentity, generate_key_file, load_key_file};
 use keybound_core::dpop::ProofBuilder;
 use keybound_core::{Algorithm, UnixTime};
 use serde_json::json;
@@ -119,6 +119,21 @@ pub(crate) struct TokenArgs {
     /// The `kid` of the assertion key in the client's registered JWKS.
     #[arg(long, env = "KEYBOUND_ASSERTION_KID")]
     assertion_kid: Option<String>,
+    /// Authenticate with this TLS client certificate (PEM; `tls_client_auth` or
+    /// `self_signed_tls_client_auth`). Token requests go to the issuer's `mtls_endpoint_aliases`.
+    #[arg(
+        long,
+        env = "KEYBOUND_CERT",
+        requires = "cert_key",
+        conflicts_with_all = ["client_secret", "assertion_key"]
+    )]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "KEYBOUND_CERT_KEY", requires = "cert")]
+    cert_key: Option<PathBuf>,
+    /// Also trust this CA certificate (PEM) for the servers' TLS certificates.
+    #[arg(long, env = "KEYBOUND_CA")]
+    ca: Option<PathBuf>,
     /// Scopes to request.
     #[arg(long)]
     scope: Option<String>,
@@ -153,7 +168,18 @@ async fn get_token(
     args: &TokenArgs,
 ) -> Result<(DpopClient, keybound_client::TokenResponse), Failure> {
     let key = load_key_file(&args.key, None).map_err(|e| Failure(e.to_string()))?;
-    let client = DpopClient::new(key).map_err(|e| Failure(e.to_string()))?;
+    let mut builder = DpopClient::builder(key);
+    if let Some(ca) = &args.ca {
+        let pem =
+            std::fs::read(ca).map_err(|e| Failure(format!("cannot read {}: {e}", ca.display())))?;
+        builder = builder.add_root_certificate_pem(&pem);
+    }
+    if let (Some(cert), Some(cert_key)) = (&args.cert, &args.cert_key) {
+        let identity =
+            TlsIdentity::from_pem_files(cert, cert_key).map_err(|e| Failure(e.to_string()))?;
+        builder = builder.tls_identity(identity);
+    }
+    let client = builder.build().map_err(|e| Failure(e.to_string()))?;
     let metadata = client
         .discover(&args.issuer)
         .await
@@ -173,6 +199,9 @@ async fn get_token(
                 load_key_file(file, None).map_err(|e| Failure(e.to_string()))?,
             ),
             kid: kid.clone(),
+        },
+        _ if args.cert.is_some() => ClientAuth::Tls {
+            client_id: args.client_id.clone(),
         },
         _ => ClientAuth::Public {
             client_id: args.client_id.clone(),

@@ -36,6 +36,38 @@ pub(crate) struct GatewayArgs {
     /// Require a server nonce in every proof (secrets from KEYBOUND_NONCE_SECRETS, else random).
     #[arg(long, env = "KEYBOUND_REQUIRE_NONCE")]
     require_nonce: bool,
+    /// A TLS-terminating proxy trusted to forward client certificates (address or CIDR block;
+    /// repeat or comma-separate). Certificate headers from anyone else are stripped and ignored.
+    #[arg(long, env = "KEYBOUND_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// The header in which the trusted proxy forwards a URL-encoded PEM certificate (nginx:
+    /// `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`). Without it, RFC 9440
+    /// `Client-Cert` is read.
+    #[arg(long, env = "KEYBOUND_FORWARDED_CERT_HEADER")]
+    forwarded_cert_header: Option<String>,
+}
+
+fn forwarded_certificates(
+    args: &GatewayArgs,
+) -> Result<Option<keybound_tls::ForwardedCertificates>, Failure> {
+    if args.trusted_proxy.is_empty() {
+        return Ok(None);
+    }
+    let nets = args
+        .trusted_proxy
+        .iter()
+        .map(|p| {
+            keybound_tls::ProxyNet::parse(p).map_err(|e| Failure(format!("--trusted-proxy: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let format = match &args.forwarded_cert_header {
+        Some(name) => keybound_tls::ForwardedFormat::EscapedPem(
+            axum::http::HeaderName::try_from(name.as_str())
+                .map_err(|_| Failure(format!("--forwarded-cert-header: bad header name {name}")))?,
+        ),
+        None => keybound_tls::ForwardedFormat::Rfc9440,
+    };
+    Ok(Some(keybound_tls::ForwardedCertificates::new(nets, format)))
 }
 
 fn nonce_ring(purpose: &str) -> Result<NonceKeyRing, Failure> {
@@ -79,8 +111,9 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
     ));
     let verifier = ResourceVerifier::new(config, keys, Arc::new(MemoryReplayCache::new(1 << 20)))
         .map_err(|e| Failure(e.to_string()))?;
-    let app =
-        gateway_router(Arc::new(verifier), GatewayConfig::new(&args.upstream)).map_err(Failure)?;
+    let mut gateway_config = GatewayConfig::new(&args.upstream);
+    gateway_config.forwarded_certificates = forwarded_certificates(args)?;
+    let app = gateway_router(Arc::new(verifier), gateway_config).map_err(Failure)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
@@ -92,7 +125,8 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
             args.public_url, args.upstream, args.issuer
         );
         tracing::info!(listen = %args.listen, "gateway serving");
-        axum::serve(listener, app)
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -214,6 +214,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let data_dir = settings.config.data_dir.clone();
+        let mtls_config = settings.config.mtls.clone();
         create_data_dir(&data_dir)?;
         let ring = keys::load_or_create(&data_dir, settings.signing_alg)
             .map_err(|e| Failure(e.to_string()))?;
@@ -236,14 +237,51 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             system_clock(),
         ));
         let app = router(state.clone()).merge(demo_api(&state, replay)?);
+        if let Some(mtls) = mtls_listener(&mtls_config).await? {
+            let service = app
+                .clone()
+                .into_make_service_with_connect_info::<keybound_tls::Peer>();
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(mtls, service).await {
+                    tracing::error!(%error, "the mTLS listener stopped");
+                }
+            });
+        }
         tracing::info!(%listen, "serving");
-        axum::serve(listener, app)
+        // The peer address is what trusted-proxy checks of forwarded certificates look at.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
             .map_err(|e| Failure(format!("server error: {e}")))
     })
+}
+
+/// `[mtls] listen`: a TLS listener that asks clients for certificates (RFC 8705), serving the
+/// same routes; its public URL is `[mtls] base_url`, published as `mtls_endpoint_aliases`.
+async fn mtls_listener(
+    config: &keybound_server::MtlsConfig,
+) -> Result<Option<keybound_tls::TlsListener>, Failure> {
+    let (Some(listen), Some(cert), Some(key)) = (
+        &config.listen,
+        &config.server_cert_file,
+        &config.server_key_file,
+    ) else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| Failure(format!("mtls.listen: not an address: {listen}")))?;
+    let tls = keybound_tls::ServerTls::from_pem_files(cert, key)
+        .and_then(|t| t.server_config(keybound_tls::ClientCertMode::AnyCertificate))
+        .map_err(|e| Failure(format!("mtls: {e}")))?;
+    let listener = keybound_tls::TlsListener::bind(addr, tls)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, "mTLS listener (client certificates requested)");
+    Ok(Some(listener))
 }
 
 /// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
@@ -266,7 +304,8 @@ fn demo_api(state: &AppState, replay: Arc<MemoryReplayCache>) -> Result<axum::Ro
     }
     Ok(axum::Router::new()
         .route("/api/whoami", axum::routing::get(whoami))
-        .layer(ResourceLayer::new(Arc::new(verifier))))
+        .layer(ResourceLayer::new(Arc::new(verifier)))
+        .layer(keybound_tls::ClientCertLayer::new(None)))
 }
 
 /// Deletes expired refresh tokens, grants and revocations every ten minutes.
