@@ -159,6 +159,35 @@ pub enum AccessTokenError {
     AmbiguousConfirmation,
 }
 
+impl AccessTokenError {
+    /// A stable snake_case name for the failed check, for metrics labels, logs and diagnostics.
+    ///
+    /// ```
+    /// use keybound_core::access_token::AccessTokenError;
+    /// assert_eq!(AccessTokenError::Expired.reason(), "expired");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::InvalidTyp => "invalid_typ",
+            Self::CriticalHeader => "critical_header",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::AlgorithmKeyMismatch => "algorithm_key_mismatch",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidClaims => "invalid_claims",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::AmbiguousConfirmation => "ambiguous_confirmation",
+        }
+    }
+}
+
 /// The AS's public keys, looked up by `kid`.
 #[derive(Clone, Debug, Default)]
 pub struct KeySet {

@@ -78,6 +78,10 @@ pub enum NoncePolicy<'a> {
     IfPresent(&'a NonceKeyRing),
     /// Every proof must carry a nonce this key ring accepts.
     Required(&'a NonceKeyRing),
+    /// Every proof must carry exactly this nonce: for a tool or a test that knows the one value
+    /// a server sent in `DPoP-Nonce` but not the server's key ring (e.g. a debugging tool).
+    /// A server checks nonces with [`NoncePolicy::Required`] instead.
+    Exactly(&'a str),
 }
 
 /// The request a proof is checked against.
@@ -467,10 +471,17 @@ pub(super) fn check_nonce(
     };
     match (policy, &nonce) {
         (NoncePolicy::NotUsed, _) | (NoncePolicy::IfPresent(_), None) => {}
-        (NoncePolicy::Required(_), None) => return Err(ProofError::NonceRequired),
+        (NoncePolicy::Required(_) | NoncePolicy::Exactly(_), None) => {
+            return Err(ProofError::NonceRequired);
+        }
         (NoncePolicy::IfPresent(ring) | NoncePolicy::Required(ring), Some(n)) => {
             ring.check(n.as_str(), now)
                 .map_err(|_| ProofError::NonceRejected)?;
+        }
+        (NoncePolicy::Exactly(expected), Some(n)) => {
+            if n.as_str() != expected {
+                return Err(ProofError::NonceRejected);
+            }
         }
     }
     Ok(nonce)
@@ -486,4 +497,56 @@ fn replay_digest(jkt: &JwkThumbprint, htu: &Htu, jti: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+
+    use super::*;
+    use crate::SigningKey;
+    use crate::dpop::ProofBuilder;
+
+    #[test]
+    fn an_exact_nonce_policy_accepts_only_that_nonce() {
+        let rng = SystemRandom::new();
+        let (key, _) = SigningKey::generate(Algorithm::EdDsa, &rng).unwrap();
+        let now = UnixTime::from_secs(1_700_000_000);
+        let url = "https://as.example/token";
+        let htu = Htu::parse(url).unwrap();
+        let verify = |proof: &str, nonce| {
+            let request = ProofRequest {
+                method: "POST",
+                htu: &htu,
+                now,
+                access_token: None,
+                nonce,
+            };
+            ProofVerifier::default()
+                .verify(proof, &request)
+                .map(|p| p.nonce().cloned())
+        };
+        let with = ProofBuilder::new("POST", url, now)
+            .nonce("n-1")
+            .sign(&key, &rng)
+            .unwrap();
+        let without = ProofBuilder::new("POST", url, now)
+            .sign(&key, &rng)
+            .unwrap();
+        assert_eq!(
+            verify(&with, NoncePolicy::Exactly("n-1"))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "n-1"
+        );
+        assert_eq!(
+            verify(&with, NoncePolicy::Exactly("n-2")).unwrap_err(),
+            ProofError::NonceRejected
+        );
+        assert_eq!(
+            verify(&without, NoncePolicy::Exactly("n-1")).unwrap_err(),
+            ProofError::NonceRequired
+        );
+    }
 }
