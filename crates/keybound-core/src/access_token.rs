@@ -339,6 +339,9 @@ impl AccessTokenVerifier {
 
     /// Verifies `token` at `now` and returns its claims.
     ///
+    /// [`crate::diagnose::access_token`] runs the same checks one by one; both call the
+    /// functions below.
+    ///
     /// # Errors
     /// The [`AccessTokenError`] of the first failed check.
     pub fn verify(
@@ -364,7 +367,8 @@ impl AccessTokenVerifier {
     }
 }
 
-// The checks, one function each, so that they can also be run one by one.
+// The checks, one function each, shared by `AccessTokenVerifier::verify` and
+// `crate::diagnose::access_token`.
 
 /// Size, then the compact JWS shape.
 pub(crate) fn parse_token(token: &str) -> Result<UntrustedJws<'_>, AccessTokenError> {

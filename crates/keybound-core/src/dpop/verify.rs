@@ -79,7 +79,7 @@ pub enum NoncePolicy<'a> {
     /// Every proof must carry a nonce this key ring accepts.
     Required(&'a NonceKeyRing),
     /// Every proof must carry exactly this nonce: for a tool or a test that knows the one value
-    /// a server sent in `DPoP-Nonce` but not the server's key ring (e.g. a debugging tool).
+    /// a server sent in `DPoP-Nonce` but not the server's key ring (`keybound inspect --nonce`).
     /// A server checks nonces with [`NoncePolicy::Required`] instead.
     Exactly(&'a str),
 }
@@ -279,6 +279,9 @@ impl ProofVerifier {
 
     /// Checks `proof` (the value of the single `DPoP` header) against `request`.
     ///
+    /// [`ProofVerifier::diagnose`] runs the same checks one by one for people debugging a
+    /// rejection; both call the functions below, so the two cannot drift apart.
+    ///
     /// # Errors
     /// The [`ProofError`] of the first check that fails.
     pub fn verify(
@@ -334,7 +337,7 @@ impl ProofVerifier {
     }
 }
 
-// The checks, one function each, so that they can also be run one by one. Small enough to inline.
+// The checks, one function each, shared by `verify` and `diagnose`. Small enough to inline.
 
 /// §5 #13 and rule 2: size, then the compact JWS shape.
 pub(super) fn parse_proof(proof: &str) -> Result<UntrustedJws<'_>, ProofError> {
