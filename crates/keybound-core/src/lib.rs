@@ -16,6 +16,7 @@
 //! - [`access_token`]: RFC 9068 claims, signing and verification by `kid` against a [`KeySet`].
 //! - [`binding`]: `cnf` against the presented proof key or certificate.
 //! - [`challenge`]: `WWW-Authenticate` build and parse.
+//! - [`metadata`]: where an issuer's RFC 8414 metadata lives.
 //! - [`diagnose`]: the verifiers' checks one by one, for tools explaining a rejection.
 //! - [`ErrorCode`]: the wire codes, with the single mapping from every error above.
 //!
@@ -67,6 +68,7 @@ pub mod diagnose;
 pub mod dpop;
 pub mod error;
 pub mod jws;
+pub mod metadata;
 
 pub use access_token::{AccessTokenClaims, AccessTokenSigner, AccessTokenVerifier, KeySet};
 pub use alg::{Algorithm, KeyKind};
