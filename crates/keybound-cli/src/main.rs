@@ -8,6 +8,7 @@
 mod client;
 mod demo;
 mod gateway;
+mod inspect;
 mod serve;
 
 use std::io::Read as _;
@@ -70,6 +71,11 @@ enum Command {
     ///
     /// Example: `keybound call https://api.example/orders --issuer https://as.example --client-id app --key client.pem`
     Call(client::CallArgs),
+    /// Decode a DPoP proof and/or an access token and list every check with pass, fail or
+    /// skipped and why, next to the verdict of keybound's own verifiers. Exit 1 if a check fails.
+    ///
+    /// Example: `keybound inspect --proof "$PROOF" --token "$TOKEN" --method GET --url https://api.example/orders --issuer https://as.example`
+    Inspect(inspect::InspectArgs),
     /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
             init_logging();
             gateway::gateway(args)
         }
+        Command::Inspect(args) => return inspect::inspect(args, cli.json),
         Command::HashSecret => hash_secret(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };
