@@ -7,7 +7,9 @@
 
 mod client;
 mod demo;
+mod doctor;
 mod gateway;
+mod inspect;
 mod serve;
 
 use std::io::Read as _;
@@ -70,6 +72,17 @@ enum Command {
     ///
     /// Example: `keybound call https://api.example/orders --issuer https://as.example --client-id app --key client.pem`
     Call(client::CallArgs),
+    /// Decode a DPoP proof and/or an access token and list every check with pass, fail or
+    /// skipped and why, next to the verdict of keybound's own verifiers. Exit 1 if a check fails.
+    ///
+    /// Example: `keybound inspect --proof "$PROOF" --token "$TOKEN" --method GET --url https://api.example/orders --issuer https://as.example`
+    Inspect(inspect::InspectArgs),
+    /// Probe a deployment and print findings (ok, warn, fail) with a fix for each: metadata,
+    /// algorithms, clock skew, nonces, and with --resource the challenge, the bound token,
+    /// the Bearer downgrade and the public URL. Exit 1 if anything fails.
+    ///
+    /// Example: `keybound doctor --issuer https://as.example --resource https://api.example/orders --client-id app --key client.pem`
+    Doctor(doctor::DoctorArgs),
     /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
@@ -121,6 +134,8 @@ fn main() -> ExitCode {
             init_logging();
             gateway::gateway(args)
         }
+        Command::Inspect(args) => return inspect::inspect(args, cli.json),
+        Command::Doctor(args) => return doctor::doctor(args, cli.json),
         Command::HashSecret => hash_secret(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };

@@ -2,7 +2,7 @@
 //! AS's key set selected by `kid` (never a key carried in the token).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::UnixTime;
 use crate::alg::Algorithm;
@@ -159,6 +159,35 @@ pub enum AccessTokenError {
     AmbiguousConfirmation,
 }
 
+impl AccessTokenError {
+    /// A stable snake_case name for the failed check, for metrics labels, logs and diagnostics.
+    ///
+    /// ```
+    /// use keybound_core::access_token::AccessTokenError;
+    /// assert_eq!(AccessTokenError::Expired.reason(), "expired");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::InvalidTyp => "invalid_typ",
+            Self::CriticalHeader => "critical_header",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::AlgorithmKeyMismatch => "algorithm_key_mismatch",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidClaims => "invalid_claims",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::AmbiguousConfirmation => "ambiguous_confirmation",
+        }
+    }
+}
+
 /// The AS's public keys, looked up by `kid`.
 #[derive(Clone, Debug, Default)]
 pub struct KeySet {
@@ -310,6 +339,9 @@ impl AccessTokenVerifier {
 
     /// Verifies `token` at `now` and returns its claims.
     ///
+    /// [`crate::diagnose::access_token`] runs the same checks one by one; both call the
+    /// functions below.
+    ///
     /// # Errors
     /// The [`AccessTokenError`] of the first failed check.
     pub fn verify(
@@ -317,62 +349,160 @@ impl AccessTokenVerifier {
         token: &str,
         now: UnixTime,
     ) -> Result<AccessTokenClaims, AccessTokenError> {
-        if token.len() > MAX_ACCESS_TOKEN_LEN {
-            return Err(AccessTokenError::TooLarge);
-        }
-        let jws = UntrustedJws::parse(token, MAX_ACCESS_TOKEN_LEN)
-            .map_err(AccessTokenError::Malformed)?;
+        let jws = parse_token(token)?;
         let header = jws.header();
-        let typ = header
-            .get("typ")
-            .and_then(Value::as_str)
-            .ok_or(AccessTokenError::InvalidTyp)?;
-        if !typ_matches(typ, ACCESS_TOKEN_TYP) {
-            return Err(AccessTokenError::InvalidTyp);
-        }
-        if header.contains_key("crit") {
-            return Err(AccessTokenError::CriticalHeader);
-        }
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .and_then(Algorithm::from_name)
-            .filter(|a| self.algorithms.contains(a))
-            .ok_or(AccessTokenError::UnsupportedAlgorithm)?;
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or(AccessTokenError::MissingKid)?;
-        let key = self
-            .keys
-            .get(kid)
-            .ok_or_else(|| AccessTokenError::UnknownKey(kid.to_owned()))?;
-        key.check_algorithm(alg)
-            .map_err(|_| AccessTokenError::AlgorithmKeyMismatch)?;
-        if !jws.verify_with(key, alg) {
-            return Err(AccessTokenError::InvalidSignature);
-        }
-        let claims: AccessTokenClaims = serde_json::from_value(Value::Object(jws.into_payload()))
+        check_typ(header)?;
+        check_no_crit(header)?;
+        let alg = check_alg(header, &self.algorithms)?;
+        let kid = header_kid(header)?;
+        check_signature(&jws, &self.keys, kid, alg)?;
+        let claims = claims_of(Value::Object(jws.into_payload()))
             .map_err(|_| AccessTokenError::InvalidClaims)?;
-        if claims.iss != self.issuer {
-            return Err(AccessTokenError::WrongIssuer);
-        }
-        if !claims.aud.contains(&self.audience) {
-            return Err(AccessTokenError::WrongAudience);
-        }
-        let now = now.as_secs();
-        if claims.exp.saturating_add(self.leeway) <= now {
-            return Err(AccessTokenError::Expired);
-        }
-        let latest_start = now.saturating_add(self.leeway);
-        if claims.iat > latest_start || claims.nbf.is_some_and(|nbf| nbf > latest_start) {
-            return Err(AccessTokenError::NotYetValid);
-        }
-        if let Some(cnf) = &claims.cnf
-            && cnf.jkt.is_some() == cnf.x5t_s256.is_some()
-        {
-            return Err(AccessTokenError::AmbiguousConfirmation);
-        }
+        check_issuer(&claims, &self.issuer)?;
+        check_audience(&claims, &self.audience)?;
+        check_expiry(&claims, now, self.leeway)?;
+        check_not_before(&claims, now, self.leeway)?;
+        check_confirmation(&claims)?;
         Ok(claims)
+    }
+}
+
+// The checks, one function each, shared by `AccessTokenVerifier::verify` and
+// `crate::diagnose::access_token`.
+
+/// Size, then the compact JWS shape.
+pub(crate) fn parse_token(token: &str) -> Result<UntrustedJws<'_>, AccessTokenError> {
+    if token.len() > MAX_ACCESS_TOKEN_LEN {
+        return Err(AccessTokenError::TooLarge);
+    }
+    UntrustedJws::parse(token, MAX_ACCESS_TOKEN_LEN).map_err(AccessTokenError::Malformed)
+}
+
+/// RFC 9068 §4: `typ` is `at+jwt` (as a media type).
+pub(crate) fn check_typ(header: &Map<String, Value>) -> Result<(), AccessTokenError> {
+    let typ = header
+        .get("typ")
+        .and_then(Value::as_str)
+        .ok_or(AccessTokenError::InvalidTyp)?;
+    if typ_matches(typ, ACCESS_TOKEN_TYP) {
+        Ok(())
+    } else {
+        Err(AccessTokenError::InvalidTyp)
+    }
+}
+
+/// No `crit` header.
+pub(crate) fn check_no_crit(header: &Map<String, Value>) -> Result<(), AccessTokenError> {
+    if header.contains_key("crit") {
+        Err(AccessTokenError::CriticalHeader)
+    } else {
+        Ok(())
+    }
+}
+
+/// `alg` is one of `algorithms`.
+pub(crate) fn check_alg(
+    header: &Map<String, Value>,
+    algorithms: &[Algorithm],
+) -> Result<Algorithm, AccessTokenError> {
+    header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(Algorithm::from_name)
+        .filter(|a| algorithms.contains(a))
+        .ok_or(AccessTokenError::UnsupportedAlgorithm)
+}
+
+/// The header's `kid`.
+pub(crate) fn header_kid(header: &Map<String, Value>) -> Result<&str, AccessTokenError> {
+    header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(AccessTokenError::MissingKid)
+}
+
+/// The key named by `kid` exists, fits `alg`, and verifies the signature.
+pub(crate) fn check_signature(
+    jws: &UntrustedJws<'_>,
+    keys: &KeySet,
+    kid: &str,
+    alg: Algorithm,
+) -> Result<(), AccessTokenError> {
+    let key = keys
+        .get(kid)
+        .ok_or_else(|| AccessTokenError::UnknownKey(kid.to_owned()))?;
+    key.check_algorithm(alg)
+        .map_err(|_| AccessTokenError::AlgorithmKeyMismatch)?;
+    if jws.verify_with(key, alg) {
+        Ok(())
+    } else {
+        Err(AccessTokenError::InvalidSignature)
+    }
+}
+
+/// The RFC 9068 claims, with their types, and no unknown `cnf` member. A failure is
+/// [`AccessTokenError::InvalidClaims`]; the serde error says which claim, for diagnostics.
+pub(crate) fn claims_of(payload: Value) -> Result<AccessTokenClaims, serde_json::Error> {
+    serde_json::from_value(payload)
+}
+
+/// `iss` is exactly the configured issuer.
+pub(crate) fn check_issuer(
+    claims: &AccessTokenClaims,
+    issuer: &str,
+) -> Result<(), AccessTokenError> {
+    if claims.iss == issuer {
+        Ok(())
+    } else {
+        Err(AccessTokenError::WrongIssuer)
+    }
+}
+
+/// `aud` includes this resource.
+pub(crate) fn check_audience(
+    claims: &AccessTokenClaims,
+    audience: &str,
+) -> Result<(), AccessTokenError> {
+    if claims.aud.contains(audience) {
+        Ok(())
+    } else {
+        Err(AccessTokenError::WrongAudience)
+    }
+}
+
+/// `exp` (plus `leeway`) has not passed.
+pub(crate) fn check_expiry(
+    claims: &AccessTokenClaims,
+    now: UnixTime,
+    leeway: u64,
+) -> Result<(), AccessTokenError> {
+    if claims.exp.saturating_add(leeway) <= now.as_secs() {
+        Err(AccessTokenError::Expired)
+    } else {
+        Ok(())
+    }
+}
+
+/// Neither `iat` nor `nbf` is later than `now` plus `leeway`.
+pub(crate) fn check_not_before(
+    claims: &AccessTokenClaims,
+    now: UnixTime,
+    leeway: u64,
+) -> Result<(), AccessTokenError> {
+    let latest_start = now.as_secs().saturating_add(leeway);
+    if claims.iat > latest_start || claims.nbf.is_some_and(|nbf| nbf > latest_start) {
+        Err(AccessTokenError::NotYetValid)
+    } else {
+        Ok(())
+    }
+}
+
+/// Standards §5 #45: a `cnf` holds exactly one binding.
+pub(crate) fn check_confirmation(claims: &AccessTokenClaims) -> Result<(), AccessTokenError> {
+    match &claims.cnf {
+        Some(cnf) if cnf.jkt.is_some() == cnf.x5t_s256.is_some() => {
+            Err(AccessTokenError::AmbiguousConfirmation)
+        }
+        _ => Ok(()),
     }
 }

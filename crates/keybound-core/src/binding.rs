@@ -41,6 +41,26 @@ pub enum BindingError {
     UnboundNotAccepted,
 }
 
+impl BindingError {
+    /// A stable snake_case name for the failure, for metrics labels, logs and diagnostics.
+    ///
+    /// ```
+    /// use keybound_core::binding::BindingError;
+    /// assert_eq!(BindingError::DpopTokenAsBearer.reason(), "dpop_token_as_bearer");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::KeyMismatch => "key_mismatch",
+            Self::DpopTokenAsBearer => "dpop_token_as_bearer",
+            Self::NotDpopBound => "not_dpop_bound",
+            Self::CertificateMissing => "certificate_missing",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::UnboundNotAccepted => "unbound_not_accepted",
+        }
+    }
+}
+
 /// What the client presented alongside the token.
 #[derive(Clone, Copy, Debug)]
 pub struct Presented<'a> {

@@ -16,6 +16,8 @@
 //! - [`access_token`]: RFC 9068 claims, signing and verification by `kid` against a [`KeySet`].
 //! - [`binding`]: `cnf` against the presented proof key or certificate.
 //! - [`challenge`]: `WWW-Authenticate` build and parse.
+//! - [`metadata`]: where an issuer's RFC 8414 metadata lives.
+//! - [`diagnose`]: the verifiers' checks one by one, for tools explaining a rejection.
 //! - [`ErrorCode`]: the wire codes, with the single mapping from every error above.
 //!
 //! What it does not do: record `jti`s (it returns a [`dpop::ReplayKey`] for the caller's
@@ -62,9 +64,11 @@ pub mod access_token;
 pub mod binding;
 pub mod cert;
 pub mod challenge;
+pub mod diagnose;
 pub mod dpop;
 pub mod error;
 pub mod jws;
+pub mod metadata;
 
 pub use access_token::{AccessTokenClaims, AccessTokenSigner, AccessTokenVerifier, KeySet};
 pub use alg::{Algorithm, KeyKind};

@@ -2,11 +2,13 @@
 //! the Authorization Server and the Resource Server call for every proof.
 
 mod builder;
+mod diagnose;
 mod error;
 mod header;
 mod verify;
 
 pub use builder::ProofBuilder;
+pub use diagnose::ProofDiagnosis;
 pub use error::ProofError;
 pub use header::single_dpop_header;
 pub use verify::{IatWindow, NoncePolicy, ProofRequest, ProofVerifier, ReplayKey, VerifiedProof};

@@ -78,6 +78,10 @@ pub enum NoncePolicy<'a> {
     IfPresent(&'a NonceKeyRing),
     /// Every proof must carry a nonce this key ring accepts.
     Required(&'a NonceKeyRing),
+    /// Every proof must carry exactly this nonce: for a tool or a test that knows the one value
+    /// a server sent in `DPoP-Nonce` but not the server's key ring (`keybound inspect --nonce`).
+    /// A server checks nonces with [`NoncePolicy::Required`] instead.
+    Exactly(&'a str),
 }
 
 /// The request a proof is checked against.
@@ -210,7 +214,10 @@ impl Default for ProofVerifier {
     }
 }
 
-fn string<'m>(map: &'m Map<String, Value>, name: &'static str) -> Result<&'m str, ProofError> {
+pub(super) fn string<'m>(
+    map: &'m Map<String, Value>,
+    name: &'static str,
+) -> Result<&'m str, ProofError> {
     match map.get(name) {
         None => Err(ProofError::MissingMember(name)),
         Some(Value::String(s)) => Ok(s),
@@ -219,7 +226,10 @@ fn string<'m>(map: &'m Map<String, Value>, name: &'static str) -> Result<&'m str
 }
 
 /// A NumericDate: an integer, or a finite non-integer (truncated). Negative values count as 0.
-fn numeric_date(map: &Map<String, Value>, name: &'static str) -> Result<UnixTime, ProofError> {
+pub(super) fn numeric_date(
+    map: &Map<String, Value>,
+    name: &'static str,
+) -> Result<UnixTime, ProofError> {
     let value = map.get(name).ok_or(ProofError::MissingMember(name))?;
     let Value::Number(n) = value else {
         return Err(ProofError::WrongType(name));
@@ -269,6 +279,9 @@ impl ProofVerifier {
 
     /// Checks `proof` (the value of the single `DPoP` header) against `request`.
     ///
+    /// [`ProofVerifier::diagnose`] runs the same checks one by one for people debugging a
+    /// rejection; both call the functions below, so the two cannot drift apart.
+    ///
     /// # Errors
     /// The [`ProofError`] of the first check that fails.
     pub fn verify(
@@ -276,38 +289,18 @@ impl ProofVerifier {
         proof: &str,
         request: &ProofRequest<'_>,
     ) -> Result<VerifiedProof, ProofError> {
-        if proof.len() > MAX_PROOF_LEN {
-            return Err(ProofError::TooLarge);
-        }
-        let jws = UntrustedJws::parse(proof, MAX_PROOF_LEN).map_err(ProofError::Malformed)?;
+        let jws = parse_proof(proof)?;
         let header = jws.header();
 
         // Rules 3-5 and 7 on the header, before any signature work.
-        let typ = string(header, "typ")?;
-        if !typ_matches(typ, PROOF_TYP) {
-            return Err(ProofError::InvalidTyp);
-        }
-        if header.contains_key("crit") {
-            return Err(ProofError::CriticalHeader);
-        }
-        let alg = Algorithm::from_name(string(header, "alg")?)
-            .filter(|a| self.algorithms.contains(a))
-            .ok_or(ProofError::UnsupportedAlgorithm)?;
-        let jwk = match header.get("jwk") {
-            None => return Err(ProofError::MissingMember("jwk")),
-            Some(Value::Object(map)) => PublicJwk::from_map(map).map_err(|e| match e {
-                JwkError::PrivateMember(_) => ProofError::PrivateKey,
-                other => ProofError::InvalidJwk(other),
-            })?,
-            Some(_) => return Err(ProofError::WrongType("jwk")),
-        };
-        jwk.check_algorithm(alg)
-            .map_err(|_| ProofError::AlgorithmKeyMismatch)?;
+        check_typ(header)?;
+        check_no_crit(header)?;
+        let alg = self.check_alg(header)?;
+        let jwk = header_jwk(header)?;
+        check_alg_fits_key(&jwk, alg)?;
 
         // Rule 6: the key in `jwk`, and only that key (never kid/jku/x5u/x5c).
-        if !jws.verify_with(&jwk, alg) {
-            return Err(ProofError::InvalidSignature);
-        }
+        check_signature(&jws, &jwk, alg)?;
 
         // Rule 3 on the claims, then rules 8, 9, 11, 12a, 10.
         let claims = jws.payload();
@@ -315,45 +308,12 @@ impl ProofVerifier {
         let htm = string(claims, "htm")?;
         let htu = string(claims, "htu")?;
         let iat = numeric_date(claims, "iat")?;
-        if jti.is_empty() || jti.len() > MAX_JTI_LEN {
-            return Err(ProofError::InvalidJti);
-        }
-        if htm.len() > MAX_HTM_LEN || htm != request.method {
-            return Err(ProofError::HtmMismatch);
-        }
-        let claimed = Htu::parse(htu).map_err(|_| ProofError::InvalidHtu)?;
-        if &claimed != request.htu {
-            return Err(ProofError::HtuMismatch);
-        }
-        if iat < request.now.saturating_sub(self.window.max_age) {
-            return Err(ProofError::IatTooOld);
-        }
-        if iat > request.now.saturating_add(self.window.future_leeway) {
-            return Err(ProofError::IatInFuture);
-        }
-        if let Some(token) = request.access_token {
-            let ath = match claims.get("ath") {
-                None => return Err(ProofError::MissingAth),
-                Some(Value::String(s)) => s,
-                Some(_) => return Err(ProofError::WrongType("ath")),
-            };
-            if !AccessTokenHash::of(token).matches(ath) {
-                return Err(ProofError::AthMismatch);
-            }
-        }
-        let nonce = match claims.get("nonce") {
-            None => None,
-            Some(Value::String(s)) => Some(Nonce::parse(s).ok_or(ProofError::NonceMalformed)?),
-            Some(_) => return Err(ProofError::NonceMalformed),
-        };
-        match (request.nonce, &nonce) {
-            (NoncePolicy::NotUsed, _) | (NoncePolicy::IfPresent(_), None) => {}
-            (NoncePolicy::Required(_), None) => return Err(ProofError::NonceRequired),
-            (NoncePolicy::IfPresent(ring) | NoncePolicy::Required(ring), Some(n)) => {
-                ring.check(n.as_str(), request.now)
-                    .map_err(|_| ProofError::NonceRejected)?;
-            }
-        }
+        check_jti(jti)?;
+        check_htm(htm, request.method)?;
+        check_htu(&parse_htu(htu)?, request.htu)?;
+        self.window.check(iat, request.now)?;
+        check_ath(claims, request.access_token)?;
+        let nonce = check_nonce(claims, request.nonce, request.now)?;
 
         let replay_key = ReplayKey {
             digest: replay_digest(jwk.thumbprint(), request.htu, jti),
@@ -368,6 +328,166 @@ impl ProofVerifier {
             replay_key,
         })
     }
+
+    /// Rule 5: `alg` names an algorithm in the allow-list.
+    pub(super) fn check_alg(&self, header: &Map<String, Value>) -> Result<Algorithm, ProofError> {
+        Algorithm::from_name(string(header, "alg")?)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or(ProofError::UnsupportedAlgorithm)
+    }
+}
+
+// The checks, one function each, shared by `verify` and `diagnose`. Small enough to inline.
+
+/// §5 #13 and rule 2: size, then the compact JWS shape.
+pub(super) fn parse_proof(proof: &str) -> Result<UntrustedJws<'_>, ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::TooLarge);
+    }
+    UntrustedJws::parse(proof, MAX_PROOF_LEN).map_err(ProofError::Malformed)
+}
+
+/// Rule 4: `typ` is `dpop+jwt` (as a media type).
+pub(super) fn check_typ(header: &Map<String, Value>) -> Result<(), ProofError> {
+    if typ_matches(string(header, "typ")?, PROOF_TYP) {
+        Ok(())
+    } else {
+        Err(ProofError::InvalidTyp)
+    }
+}
+
+/// §5 #7: no `crit` header.
+pub(super) fn check_no_crit(header: &Map<String, Value>) -> Result<(), ProofError> {
+    if header.contains_key("crit") {
+        Err(ProofError::CriticalHeader)
+    } else {
+        Ok(())
+    }
+}
+
+/// Rules 3 and 7: `jwk` is present and a usable public key.
+pub(super) fn header_jwk(header: &Map<String, Value>) -> Result<PublicJwk, ProofError> {
+    match header.get("jwk") {
+        None => Err(ProofError::MissingMember("jwk")),
+        Some(Value::Object(map)) => PublicJwk::from_map(map).map_err(|e| match e {
+            JwkError::PrivateMember(_) => ProofError::PrivateKey,
+            other => ProofError::InvalidJwk(other),
+        }),
+        Some(_) => Err(ProofError::WrongType("jwk")),
+    }
+}
+
+/// Rule 5: `alg` fits the key's type and curve.
+pub(super) fn check_alg_fits_key(jwk: &PublicJwk, alg: Algorithm) -> Result<(), ProofError> {
+    jwk.check_algorithm(alg)
+        .map_err(|_| ProofError::AlgorithmKeyMismatch)
+}
+
+/// Rule 6: the signature verifies with the key in `jwk`.
+pub(super) fn check_signature(
+    jws: &UntrustedJws<'_>,
+    jwk: &PublicJwk,
+    alg: Algorithm,
+) -> Result<(), ProofError> {
+    if jws.verify_with(jwk, alg) {
+        Ok(())
+    } else {
+        Err(ProofError::InvalidSignature)
+    }
+}
+
+/// Rule 11: `jti` is 1 to [`MAX_JTI_LEN`] bytes.
+pub(super) fn check_jti(jti: &str) -> Result<(), ProofError> {
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        Err(ProofError::InvalidJti)
+    } else {
+        Ok(())
+    }
+}
+
+/// Rule 8: `htm` is the request method, case-sensitively.
+pub(super) fn check_htm(htm: &str, method: &str) -> Result<(), ProofError> {
+    if htm.len() > MAX_HTM_LEN || htm != method {
+        Err(ProofError::HtmMismatch)
+    } else {
+        Ok(())
+    }
+}
+
+/// Rule 9: the `htu` claim is an absolute http(s) URI; normalised.
+pub(super) fn parse_htu(htu: &str) -> Result<Htu, ProofError> {
+    Htu::parse(htu).map_err(|_| ProofError::InvalidHtu)
+}
+
+/// Rule 9: the normalised `htu` claim is the request's URI.
+pub(super) fn check_htu(claimed: &Htu, expected: &Htu) -> Result<(), ProofError> {
+    if claimed == expected {
+        Ok(())
+    } else {
+        Err(ProofError::HtuMismatch)
+    }
+}
+
+impl IatWindow {
+    /// Rule 11: `now − max_age ≤ iat ≤ now + future_leeway`.
+    pub(super) fn check(self, iat: UnixTime, now: UnixTime) -> Result<(), ProofError> {
+        if iat < now.saturating_sub(self.max_age) {
+            return Err(ProofError::IatTooOld);
+        }
+        if iat > now.saturating_add(self.future_leeway) {
+            return Err(ProofError::IatInFuture);
+        }
+        Ok(())
+    }
+}
+
+/// Rule 12a: with an access token, `ath` is present and is its hash.
+pub(super) fn check_ath(
+    claims: &Map<String, Value>,
+    access_token: Option<&str>,
+) -> Result<(), ProofError> {
+    let Some(token) = access_token else {
+        return Ok(());
+    };
+    let ath = match claims.get("ath") {
+        None => return Err(ProofError::MissingAth),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(ProofError::WrongType("ath")),
+    };
+    if AccessTokenHash::of(token).matches(ath) {
+        Ok(())
+    } else {
+        Err(ProofError::AthMismatch)
+    }
+}
+
+/// §5 #24 and rule 10: a `nonce` claim is well-formed, and satisfies `policy`.
+pub(super) fn check_nonce(
+    claims: &Map<String, Value>,
+    policy: NoncePolicy<'_>,
+    now: UnixTime,
+) -> Result<Option<Nonce>, ProofError> {
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(s)) => Some(Nonce::parse(s).ok_or(ProofError::NonceMalformed)?),
+        Some(_) => return Err(ProofError::NonceMalformed),
+    };
+    match (policy, &nonce) {
+        (NoncePolicy::NotUsed, _) | (NoncePolicy::IfPresent(_), None) => {}
+        (NoncePolicy::Required(_) | NoncePolicy::Exactly(_), None) => {
+            return Err(ProofError::NonceRequired);
+        }
+        (NoncePolicy::IfPresent(ring) | NoncePolicy::Required(ring), Some(n)) => {
+            ring.check(n.as_str(), now)
+                .map_err(|_| ProofError::NonceRejected)?;
+        }
+        (NoncePolicy::Exactly(expected), Some(n)) => {
+            if n.as_str() != expected {
+                return Err(ProofError::NonceRejected);
+            }
+        }
+    }
+    Ok(nonce)
 }
 
 fn replay_digest(jkt: &JwkThumbprint, htu: &Htu, jti: &str) -> [u8; 32] {
@@ -380,4 +500,56 @@ fn replay_digest(jkt: &JwkThumbprint, htu: &Htu, jti: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+
+    use super::*;
+    use crate::SigningKey;
+    use crate::dpop::ProofBuilder;
+
+    #[test]
+    fn an_exact_nonce_policy_accepts_only_that_nonce() {
+        let rng = SystemRandom::new();
+        let (key, _) = SigningKey::generate(Algorithm::EdDsa, &rng).unwrap();
+        let now = UnixTime::from_secs(1_700_000_000);
+        let url = "https://as.example/token";
+        let htu = Htu::parse(url).unwrap();
+        let verify = |proof: &str, nonce| {
+            let request = ProofRequest {
+                method: "POST",
+                htu: &htu,
+                now,
+                access_token: None,
+                nonce,
+            };
+            ProofVerifier::default()
+                .verify(proof, &request)
+                .map(|p| p.nonce().cloned())
+        };
+        let with = ProofBuilder::new("POST", url, now)
+            .nonce("n-1")
+            .sign(&key, &rng)
+            .unwrap();
+        let without = ProofBuilder::new("POST", url, now)
+            .sign(&key, &rng)
+            .unwrap();
+        assert_eq!(
+            verify(&with, NoncePolicy::Exactly("n-1"))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "n-1"
+        );
+        assert_eq!(
+            verify(&with, NoncePolicy::Exactly("n-2")).unwrap_err(),
+            ProofError::NonceRejected
+        );
+        assert_eq!(
+            verify(&without, NoncePolicy::Exactly("n-1")).unwrap_err(),
+            ProofError::NonceRequired
+        );
+    }
 }
