@@ -566,10 +566,9 @@ impl DpopClient {
     /// # Errors
     /// [`ClientError::Discovery`].
     pub async fn discover(&self, issuer: &str) -> Result<IssuerMetadata, ClientError> {
-        let url = format!(
-            "{}/.well-known/oauth-authorization-server",
-            issuer.trim_end_matches('/')
-        );
+        // RFC 8414 §3.1: the well-known segment goes before the issuer's path, if any.
+        let url = keybound_core::metadata::well_known_url(issuer)
+            .ok_or_else(|| ClientError::Discovery(format!("{issuer} is not an http(s) URL")))?;
         let response = self
             .http
             .get(&url)

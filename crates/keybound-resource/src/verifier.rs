@@ -517,14 +517,7 @@ impl ResourceVerifier {
             .binding()
             .check(&presented)
             .map_err(|e: BindingError| {
-                let reason = match e {
-                    BindingError::KeyMismatch => "key_mismatch",
-                    BindingError::DpopTokenAsBearer => "dpop_token_as_bearer",
-                    BindingError::NotDpopBound => "not_dpop_bound",
-                    BindingError::UnboundNotAccepted => "unbound_not_accepted",
-                    BindingError::CertificateMissing => "certificate_missing",
-                    _ => "certificate_mismatch",
-                };
+                let reason = e.reason();
                 Rejection::new(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::from(&e),
