@@ -170,6 +170,10 @@ auth_method = "self_signed_tls_client_auth"
 jwks = "{jwks}"
 tls_client_certificate_bound_access_tokens = true
 [[clients]]
+client_id = "tls-dpop-app"
+auth_method = "self_signed_tls_client_auth"
+jwks = "{jwks}"
+[[clients]]
 client_id = "dpop-app"
 auth_method = "client_secret_basic"
 client_secret_sha256 = "{hash}"
@@ -324,6 +328,64 @@ client_secret_sha256 = "{hash}"
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+
+    // 5. The CLI as a user scripts it: authenticated by its certificate at the mTLS alias
+    //    (through nginx), with a DPoP-bound token.
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, cert_key, ca_file) = (
+        write("client.pem", &mine.cert_pem),
+        write("client-key.pem", &mine.key_pem),
+        write("ca.pem", &ca.pem),
+    );
+    let dpop_key = dir.join("dpop.pem");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keybound"))
+            .args(args)
+            .env_remove("KEYBOUND_CLIENT_SECRET")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["keygen", "--out", dpop_key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = run(&[
+        "--json",
+        "token",
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "tls-dpop-app",
+        "--cert",
+        &cert,
+        "--cert-key",
+        &cert_key,
+        "--ca",
+        &ca_file,
+        "--key",
+        dpop_key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(token["token_type"], "DPoP", "{token}");
+    // --cert without --cert-key is a usage error.
+    let out = run(&[
+        "token",
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "x",
+        "--cert",
+        &cert,
+        "--key",
+        "k",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 fn keybound_server_hash(secret: &str) -> String {
