@@ -75,10 +75,10 @@ fn development_config(issuer: &str, data_dir: &Path) -> Result<(Config, Demo), F
         SystemRandom::new()
             .fill(&mut raw)
             .map_err(|_| Failure("no randomness".into()))?;
-        Ok(
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
-                .into_bytes(),
-        )
+        // A fixed prefix: base64url may start with '-', which a command line reads as an option.
+        let encoded =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+        Ok(format!("kbs_{encoded}").into_bytes())
     })?;
     let secret = String::from_utf8(secret)
         .map_err(|_| Failure(format!("{} is corrupt", secret_file.display())))?;

@@ -16,7 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use keybound_tls::identity::public_jwk_of_certificate;
 use keybound_tls::test_pki::{ClientSpec, TestCa, TestIdentity, self_signed};
 
 const TEMPLATE: &str = include_str!("nginx/keybound-mtls.conf");
@@ -60,26 +59,7 @@ fn nginx() -> Option<PathBuf> {
 }
 
 fn jwks_for(identity: &TestIdentity) -> String {
-    let jwk = public_jwk_of_certificate(identity.der.as_ref()).unwrap();
-    let mut value: serde_json::Value = serde_json::from_str(&jwk.to_json()).unwrap();
-    value["x5c"] =
-        serde_json::json!(
-            [base64::engine::general_purpose::STANDARD.encode(identity.der.as_ref())]
-        );
-    serde_json::json!({ "keys": [value] })
-        .to_string()
-        .replace('"', "\\\"")
-}
-
-fn escaped(pem: &str) -> String {
-    pem.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    identity.jwks_with_x5c().replace('"', "\\\"")
 }
 
 fn keybound(args: &[&str], dir: &Path, log: &str) -> Killed {
@@ -264,7 +244,7 @@ client_secret_sha256 = "{hash}"
     let refused = thief
         .get(&api)
         .bearer_auth(&token)
-        .header("x-ssl-client-cert", escaped(&mine.cert_pem))
+        .header("x-ssl-client-cert", mine.escaped_pem())
         .header(
             "client-cert",
             keybound_core::cert::encode_client_cert(mine.der.as_ref()),
@@ -285,14 +265,14 @@ client_secret_sha256 = "{hash}"
     let spoofed = from("127.0.0.2")
         .get(format!("http://127.0.0.1:{gw_port}/api/hello"))
         .bearer_auth(&token)
-        .header("x-ssl-client-cert", escaped(&mine.cert_pem))
+        .header("x-ssl-client-cert", mine.escaped_pem())
         .send()
         .await
         .unwrap();
     assert_eq!(spoofed.status(), 401);
     let spoofed_as: serde_json::Value = from("127.0.0.2")
         .post(format!("{issuer}/token"))
-        .header("x-ssl-client-cert", escaped(&mine.cert_pem))
+        .header("x-ssl-client-cert", mine.escaped_pem())
         .form(&[("grant_type", "client_credentials"), ("client_id", "app")])
         .send()
         .await

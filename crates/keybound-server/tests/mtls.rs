@@ -7,14 +7,11 @@
 mod common;
 
 use axum::http::StatusCode;
-use base64::Engine as _;
 use common::{Harness, SECRET, key, temp_dir};
 use keybound_core::{Algorithm, UnixTime};
 use keybound_store::{Grant, GrantId, GrantStore as _, RefreshTokenRecord, RefreshTokenState};
-use keybound_tls::identity::public_jwk_of_certificate;
 use keybound_tls::test_pki::{ClientSpec, TestCa, TestIdentity, self_signed};
 use rcgen::DnType;
-use serde_json::Value;
 
 struct Pki {
     ca: TestCa,
@@ -23,15 +20,7 @@ struct Pki {
 }
 
 fn jwks_for(identity: &TestIdentity) -> String {
-    let jwk = public_jwk_of_certificate(identity.der.as_ref()).unwrap();
-    let mut value: Value = serde_json::from_str(&jwk.to_json()).unwrap();
-    value["x5c"] =
-        serde_json::json!(
-            [base64::engine::general_purpose::STANDARD.encode(identity.der.as_ref())]
-        );
-    serde_json::json!({ "keys": [value] })
-        .to_string()
-        .replace('"', "\\\"")
+    identity.jwks_with_x5c().replace('"', "\\\"")
 }
 
 async fn harness() -> (Harness, Pki) {

@@ -53,6 +53,39 @@ impl TestIdentity {
     pub fn client_certificate(&self) -> ClientCertificate {
         ClientCertificate::new(self.der.clone(), Vec::new())
     }
+
+    /// A JWKS registering this certificate (`x5c`) and its key, as a
+    /// `self_signed_tls_client_auth` client registers it.
+    ///
+    /// # Panics
+    /// Never for certificates made here.
+    #[must_use]
+    pub fn jwks_with_x5c(&self) -> String {
+        use base64::Engine as _;
+        #[allow(clippy::expect_used, reason = "test PKI: rcgen keys are P-256")]
+        let jwk = crate::identity::public_jwk_of_certificate(self.der.as_ref()).expect("key");
+        #[allow(clippy::expect_used, reason = "to_json is JSON")]
+        let mut value: serde_json::Value = serde_json::from_str(&jwk.to_json()).expect("JSON");
+        value["x5c"] =
+            serde_json::json!(
+                [base64::engine::general_purpose::STANDARD.encode(self.der.as_ref())]
+            );
+        serde_json::json!({ "keys": [value] }).to_string()
+    }
+
+    /// The certificate as nginx's `$ssl_client_escaped_cert` holds it: the PEM, URL-encoded.
+    #[must_use]
+    pub fn escaped_pem(&self) -> String {
+        self.cert_pem
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
 }
 
 /// What a client certificate should say.

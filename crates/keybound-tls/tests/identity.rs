@@ -108,22 +108,12 @@ fn attack43_chain_must_lead_to_the_clients_own_ca_and_be_valid_now() {
     assert!(anchors.verify(&self_made, now()).is_err());
 }
 
-fn jwks_with_x5c(identity: &keybound_tls::test_pki::TestIdentity) -> String {
-    let jwk = public_jwk_of_certificate(identity.der.as_ref()).unwrap();
-    let mut value: serde_json::Value = serde_json::from_str(&jwk.to_json()).unwrap();
-    value["x5c"] =
-        serde_json::json!(
-            [base64::engine::general_purpose::STANDARD.encode(identity.der.as_ref())]
-        );
-    serde_json::json!({ "keys": [value] }).to_string()
-}
-
 #[test]
 fn self_signed_certificates_match_only_what_the_client_registered() {
     let mine = self_signed(&ClientSpec::common_name("app"));
     let theirs = self_signed(&ClientSpec::common_name("app"));
     let registered =
-        RegisteredCertificates::from_jwks_json(jwks_with_x5c(&mine).as_bytes()).unwrap();
+        RegisteredCertificates::from_jwks_json(mine.jwks_with_x5c().as_bytes()).unwrap();
     assert!(registered.matches(&mine.client_certificate()));
     assert!(!registered.matches(&theirs.client_certificate()));
 
@@ -139,7 +129,7 @@ fn self_signed_certificates_match_only_what_the_client_registered() {
 fn a_jwk_whose_key_differs_from_its_x5c_is_refused() {
     let mine = self_signed(&ClientSpec::common_name("app"));
     let theirs = self_signed(&ClientSpec::common_name("app"));
-    let mut jwks: serde_json::Value = serde_json::from_str(&jwks_with_x5c(&mine)).unwrap();
+    let mut jwks: serde_json::Value = serde_json::from_str(&mine.jwks_with_x5c()).unwrap();
     jwks["keys"][0]["x5c"] =
         serde_json::json!([base64::engine::general_purpose::STANDARD.encode(theirs.der.as_ref())]);
     assert!(RegisteredCertificates::from_jwks_json(jwks.to_string().as_bytes()).is_err());

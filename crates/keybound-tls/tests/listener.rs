@@ -212,17 +212,7 @@ async fn nginx_escaped_pem_is_read_from_the_configured_header() {
     let format = ForwardedFormat::EscapedPem(HeaderName::from_static("x-ssl-client-cert"));
     let addr = plain_server(trusted_loopback(format)).await;
     let cert = self_signed(&ClientSpec::common_name("app"));
-    // What nginx's $ssl_client_escaped_cert holds: the PEM, URL-encoded.
-    let escaped: String = cert
-        .cert_pem
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let escaped = cert.escaped_pem();
     let http = reqwest::Client::new();
     let body = http
         .get(format!("http://{addr}/"))
