@@ -29,13 +29,16 @@
 //! # }) }
 //! ```
 
+mod authz;
 mod memory;
 mod sqlite;
+mod sqlite_authz;
 
 use std::fmt;
 
 use keybound_core::UnixTime;
 
+pub use authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode, Redemption};
 pub use memory::MemoryReplayCache;
 pub use sqlite::SqliteStore;
 

@@ -52,6 +52,30 @@ const MIGRATIONS: &[&[&str]] = &[
         ) STRICT",
         "CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at)",
     ],
+    // 2: authorization codes and pushed authorization requests.
+    &[
+        "CREATE TABLE authorization_codes (
+            code_hash BLOB PRIMARY KEY NOT NULL CHECK (length(code_hash) = 32),
+            client_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            redirect_uri TEXT NOT NULL,
+            code_challenge TEXT NOT NULL,
+            dpop_jkt TEXT,
+            expires_at INTEGER NOT NULL,
+            used_at INTEGER,
+            grant_id TEXT,
+            access_jti TEXT,
+            access_expires_at INTEGER
+        ) STRICT",
+        "CREATE INDEX authorization_codes_expires_at ON authorization_codes (expires_at)",
+        "CREATE TABLE pushed_requests (
+            uri_hash BLOB PRIMARY KEY NOT NULL CHECK (length(uri_hash) = 32),
+            client_id TEXT NOT NULL,
+            request TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) STRICT",
+    ],
 ];
 
 /// The embedded [`GrantStore`]: one SQLite file, opened in WAL mode.
@@ -96,7 +120,7 @@ const MIGRATIONS: &[&[&str]] = &[
 /// ```
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     path: PathBuf,
 }
 
@@ -209,7 +233,10 @@ impl SqliteStore {
     }
 
     /// Starts a transaction holding the write lock from its first statement (`BEGIN IMMEDIATE`).
-    async fn begin_write(&self, op: &str) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin_write(
+        &self,
+        op: &str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -235,17 +262,17 @@ async fn create_private_file(path: &Path) -> Result<(), StoreError> {
 
 /// The error callers see: the operation and SQLite's (or the pool's) message. Neither holds a
 /// bound value: SQLite reports constraints by column name, never by value.
-fn unavailable(op: &str, err: &sqlx::Error) -> StoreError {
+pub(crate) fn unavailable(op: &str, err: &sqlx::Error) -> StoreError {
     StoreError::Unavailable(format!("{op}: {err}"))
 }
 
 /// A time as stored: seconds, clamped to SQLite's signed 64-bit integers.
-fn db_time(time: UnixTime) -> i64 {
+pub(crate) fn db_time(time: UnixTime) -> i64 {
     i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// A stored time read back.
-fn from_db_time(secs: i64) -> Result<UnixTime, StoreError> {
+pub(crate) fn from_db_time(secs: i64) -> Result<UnixTime, StoreError> {
     u64::try_from(secs)
         .map(UnixTime::from_secs)
         .map_err(|_| StoreError::Unavailable("a negative time in the database".to_owned()))
@@ -326,7 +353,7 @@ async fn read_token(
 }
 
 /// Inserts a refresh token.
-async fn insert_token(
+pub(crate) async fn insert_token(
     conn: &mut sqlx::SqliteConnection,
     token: &RefreshTokenRecord,
     op: &str,
@@ -503,6 +530,9 @@ impl GrantStore for SqliteStore {
              WHERE expires_at <= ?1 OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
             "DELETE FROM grants WHERE expires_at <= ?1",
             "DELETE FROM revoked_access_tokens WHERE expires_at <= ?1",
+            // Used codes stay an hour past expiry, so a late second use still revokes.
+            "DELETE FROM authorization_codes WHERE expires_at + 3600 <= ?1",
+            "DELETE FROM pushed_requests WHERE expires_at <= ?1",
         ] {
             purged += sqlx::query(statement)
                 .bind(now)
