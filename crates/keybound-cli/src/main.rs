@@ -7,6 +7,7 @@
 
 mod client;
 mod demo;
+mod demo_web;
 mod doctor;
 mod gateway;
 mod inspect;

@@ -261,7 +261,14 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             )
             .with_authorization_store(store),
         );
-        let app = router(state.clone()).merge(demo_api(&state, replay)?);
+        let mut app = router(state.clone()).merge(demo_api(&state, replay)?);
+        if let Some(demo) = &demo {
+            let key = keybound_client::load_key_file(&demo.key_file, None)
+                .map_err(|e| Failure(e.to_string()))?;
+            let client =
+                keybound_client::DpopClient::new(key).map_err(|e| Failure(e.to_string()))?;
+            app = app.merge(crate::demo_web::routes(state.issuer(), client));
+        }
         if let Some(mtls) = mtls_listener(&mtls_config).await? {
             let service = app
                 .clone()
