@@ -57,14 +57,11 @@ pub(crate) async fn redeem(
         CodeState::Unused(record) => record,
         CodeState::Used => {
             // RFC 6749 §4.1.2: revoke what the first use issued.
-            let dummy = issued_placeholder(now);
-            if let Redemption::Replayed(grant) = store
-                .redeem_code(&code_hash, &dummy, now)
+            let grant = store
+                .revoke_code_issuance(&code_hash, now)
                 .await
-                .map_err(|e| store_unavailable(&e))?
-            {
-                tracing::warn!(?grant, client = %client.config.client_id, "authorization code reused: its tokens are revoked");
-            }
+                .map_err(|e| store_unavailable(&e))?;
+            tracing::warn!(?grant, client = %client.config.client_id, "authorization code reused: its tokens are revoked");
             return Err(invalid_grant("the authorization code was already used"));
         }
         _ => {
@@ -152,25 +149,6 @@ pub(crate) async fn redeem(
         _ => Err(invalid_grant(
             "the authorization code is invalid or expired",
         )),
-    }
-}
-
-/// What a reuse "redeems": nothing is written for it, the store only revokes.
-fn issued_placeholder(now: UnixTime) -> IssuedFromCode {
-    IssuedFromCode {
-        grant: Grant {
-            id: GrantId(String::new()),
-            client_id: String::new(),
-            subject: String::new(),
-            scope: String::new(),
-            created_at: now,
-            expires_at: now,
-            dpop_jkt: None,
-            cert_x5t: None,
-        },
-        refresh: None,
-        access_token_jti: String::new(),
-        access_token_expires_at: now,
     }
 }
 
