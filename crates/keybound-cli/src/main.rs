@@ -7,6 +7,7 @@
 
 mod client;
 mod demo;
+mod demo_web;
 mod doctor;
 mod gateway;
 mod inspect;
@@ -87,6 +88,11 @@ enum Command {
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
     HashSecret,
+    /// Read a password on standard input and print the Argon2id hash for `[[users]]
+    /// password_argon2`.
+    ///
+    /// Example: `printf %s "$PASSWORD" | keybound hash-password`
+    HashPassword,
     /// Print the RFC 7638 SHA-256 thumbprint (the `jkt`) of a JWK file (public or private) or a
     /// PKCS#8 key file.
     ///
@@ -137,6 +143,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => return inspect::inspect(args, cli.json),
         Command::Doctor(args) => return doctor::doctor(args, cli.json),
         Command::HashSecret => hash_secret(cli.json),
+        Command::HashPassword => hash_password(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
     };
     match result {
@@ -178,6 +185,23 @@ fn hash_secret(as_json: bool) -> Result<(), Failure> {
     let hash = keybound_server::hash_secret(secret);
     if as_json {
         println!("{}", json!({ "client_secret_sha256": hash }));
+    } else {
+        println!("{hash}");
+    }
+    Ok(())
+}
+
+fn hash_password(as_json: bool) -> Result<(), Failure> {
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().take(4096), &mut password)
+        .map_err(|e| Failure(format!("cannot read the password: {e}")))?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    if password.is_empty() {
+        return Err(Failure("no password on standard input".into()));
+    }
+    let hash = keybound_server::users::hash_password(password).map_err(Failure)?;
+    if as_json {
+        println!("{}", json!({ "password_argon2": hash }));
     } else {
         println!("{hash}");
     }

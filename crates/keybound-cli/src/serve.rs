@@ -36,6 +36,7 @@ pub(crate) struct ServeArgs {
 struct Demo {
     confidential_secret: String,
     key_file: PathBuf,
+    user_password: String,
 }
 
 fn read_or_create_secret(
@@ -88,10 +89,27 @@ fn development_config(issuer: &str, data_dir: &Path) -> Result<(Config, Demo), F
             .map_err(|e| Failure(e.to_string()))?;
         Ok(pkcs8.to_vec())
     })?;
+    let password_file = data_dir.join("demo-user-password");
+    let password = read_or_create_secret(&password_file, || {
+        let mut raw = [0u8; 12];
+        SystemRandom::new()
+            .fill(&mut raw)
+            .map_err(|_| Failure("no randomness".into()))?;
+        let encoded =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+        Ok(format!("kbp_{encoded}").into_bytes())
+    })?;
+    let password = String::from_utf8(password)
+        .map_err(|_| Failure(format!("{} is corrupt", password_file.display())))?;
+    let password_hash = keybound_server::users::hash_password(password.trim()).map_err(Failure)?;
     let toml = format!(
         r#"
 issuer = "{issuer}"
 data_dir = "{data_dir}"
+
+[[users]]
+username = "alice"
+password_argon2 = "{password_hash}"
 
 [[clients]]
 client_id = "demo-confidential"
@@ -104,7 +122,8 @@ dpop_bound_access_tokens = true
 [[clients]]
 client_id = "demo-public"
 auth_method = "none"
-grant_types = ["refresh_token"]
+grant_types = ["authorization_code", "refresh_token"]
+redirect_uris = ["{issuer}/demo/callback"]
 scopes = ["read"]
 dpop_bound_access_tokens = true
 "#,
@@ -117,6 +136,7 @@ dpop_bound_access_tokens = true
         Demo {
             confidential_secret: secret.trim().to_owned(),
             key_file,
+            user_password: password.trim().to_owned(),
         },
     ))
 }
@@ -140,7 +160,9 @@ fn banner(settings: &Validated, listen: SocketAddr, demo: Option<&Demo>) {
         "  demo-confidential  client_secret_basic, secret {}  (DPoP required)",
         demo.confidential_secret
     );
-    println!("  demo-public        public client, refresh tokens bound to its DPoP key");
+    println!("  demo-public        public client (authorization code + PKCE + DPoP)");
+    println!("  user alice         password {}", demo.user_password);
+    println!("  in a browser       {issuer}/demo  (sign in as alice, get a DPoP-bound token)");
     println!();
     println!(
         "Get a DPoP-bound token (the demo client's key is {}):",
@@ -229,14 +251,24 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         let store = Arc::new(store);
         tokio::spawn(purge_periodically(store.clone()));
         let replay = Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY));
-        let state = Arc::new(AppState::new(
-            settings,
-            ring,
-            replay.clone(),
-            store,
-            system_clock(),
-        ));
-        let app = router(state.clone()).merge(demo_api(&state, replay)?);
+        let state = Arc::new(
+            AppState::new(
+                settings,
+                ring,
+                replay.clone(),
+                store.clone(),
+                system_clock(),
+            )
+            .with_authorization_store(store),
+        );
+        let mut app = router(state.clone()).merge(demo_api(&state, replay)?);
+        if let Some(demo) = &demo {
+            let key = keybound_client::load_key_file(&demo.key_file, None)
+                .map_err(|e| Failure(e.to_string()))?;
+            let client =
+                keybound_client::DpopClient::new(key).map_err(|e| Failure(e.to_string()))?;
+            app = app.merge(crate::demo_web::routes(state.issuer(), client));
+        }
         if let Some(mtls) = mtls_listener(&mtls_config).await? {
             let service = app
                 .clone()

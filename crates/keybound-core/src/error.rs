@@ -34,6 +34,10 @@ pub enum ErrorCode {
     ServerError,
     /// `temporarily_unavailable`
     TemporarilyUnavailable,
+    /// `access_denied` (RFC 6749 §4.1.2.1: the user or the server refused).
+    AccessDenied,
+    /// `unsupported_response_type` (RFC 6749 §4.1.2.1).
+    UnsupportedResponseType,
     /// Any other code a peer sent (kept for clients; never produced by keybound).
     Extension(String),
 }
@@ -55,6 +59,8 @@ impl ErrorCode {
             Self::UseDpopNonce => "use_dpop_nonce",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
             Self::Extension(code) => code,
         }
     }
@@ -81,6 +87,8 @@ impl ErrorCode {
             Self::UseDpopNonce,
             Self::ServerError,
             Self::TemporarilyUnavailable,
+            Self::AccessDenied,
+            Self::UnsupportedResponseType,
         ]
         .into_iter()
         .find(|c| c.as_str() == code)

@@ -128,6 +128,13 @@ pub struct ClientConfig {
     /// Nonce policy at the token endpoint. Defaults to the server-wide setting.
     #[serde(default)]
     pub dpop_nonce: NonceRequirement,
+    /// For `authorization_code`: the redirect URIs, matched exactly (no wildcards, no
+    /// loopback port relaxation).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// RFC 9126 §6: this client must push its authorization requests (`/par`).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 fn default_grants() -> Vec<String> {
@@ -214,9 +221,58 @@ pub struct Config {
     /// mTLS settings.
     #[serde(default)]
     pub mtls: MtlsConfig,
+    /// The authorization-code flow.
+    #[serde(default)]
+    pub authorize: AuthorizeConfig,
+    /// People who sign in at `/authorize`.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
     /// Registered clients.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+}
+
+/// `[[users]]`: a person who can sign in.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The username, also the `sub` of their tokens.
+    pub username: String,
+    /// Argon2id PHC string: `printf %s "$PASSWORD" | keybound hash-password`.
+    pub password_argon2: String,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[authorize]`: the authorization endpoint, its pages and PAR.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizeConfig {
+    /// RFC 9126 §5: every client must use PAR. Defaults to false (per client otherwise).
+    pub require_pushed_authorization_requests: bool,
+    /// Authorization-code lifetime, seconds. Defaults to 60.
+    pub code_lifetime_secs: u64,
+    /// Pushed-request lifetime, seconds. Defaults to 60.
+    pub par_lifetime_secs: u64,
+    /// How long a signed-in user stays signed in, seconds. Defaults to 3600.
+    pub session_lifetime_secs: u64,
+}
+
+impl Default for AuthorizeConfig {
+    fn default() -> Self {
+        Self {
+            require_pushed_authorization_requests: false,
+            code_lifetime_secs: 60,
+            par_lifetime_secs: 60,
+            session_lifetime_secs: 3600,
+        }
+    }
 }
 
 /// How a trusted TLS-terminating proxy forwards the client certificate.
@@ -527,6 +583,42 @@ impl Config {
             }
             client_keys.push(keys);
             client_tls_all.push(tls);
+            check_redirect_uris(c, &key)?;
+        }
+        let mut names = BTreeSet::new();
+        for (i, user) in self.users.iter().enumerate() {
+            if user.username.is_empty()
+                || user.username.len() > 255
+                || !names.insert(&user.username)
+            {
+                return Err(bad(
+                    format!("users[{i}].username"),
+                    "must be 1 to 255 characters and unique",
+                ));
+            }
+            if !crate::users::is_password_hash(&user.password_argon2) {
+                return Err(bad(
+                    format!("users[{i}].password_argon2"),
+                    "must be an Argon2 PHC string: printf %s \"$PASSWORD\" | keybound hash-password",
+                ));
+            }
+        }
+        let a = &self.authorize;
+        for (name, value, max) in [
+            ("code_lifetime_secs", a.code_lifetime_secs, 600),
+            ("par_lifetime_secs", a.par_lifetime_secs, 600),
+            (
+                "session_lifetime_secs",
+                a.session_lifetime_secs,
+                86_400 * 30,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(bad(
+                    format!("authorize.{name}"),
+                    format!("must be 1 to {max}"),
+                ));
+            }
         }
         Ok(Validated {
             token_htu,
@@ -692,4 +784,50 @@ fn client_tls(
                 .map_err(|e| bad(key("jwks"), e.to_string()))
         }
     }
+}
+
+/// Redirect URIs: required for `authorization_code`, absolute, no fragment, https (or http on
+/// a loopback host, or a private-use scheme for native apps, RFC 8252).
+fn check_redirect_uris(c: &ClientConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let code = c.grant_types.iter().any(|g| g == "authorization_code");
+    if code && c.redirect_uris.is_empty() {
+        return Err(bad(key("redirect_uris"), "required for authorization_code"));
+    }
+    if !code && !c.redirect_uris.is_empty() {
+        return Err(bad(key("redirect_uris"), "only for authorization_code"));
+    }
+    for (j, uri) in c.redirect_uris.iter().enumerate() {
+        let bad_uri = |why: &str| bad(format!("{}[{j}]", key("redirect_uris")), why.to_owned());
+        let Some((scheme, rest)) = uri.split_once(':') else {
+            return Err(bad_uri("not an absolute URI"));
+        };
+        if uri.contains('#')
+            || uri.len() > 2048
+            || uri.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            return Err(bad_uri(
+                "no fragment, spaces or control characters; at most 2048 characters",
+            ));
+        }
+        let host = rest.strip_prefix("//").map(|r| {
+            let authority = r.split(['/', '?']).next().unwrap_or_default();
+            authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .to_ascii_lowercase()
+        });
+        match (scheme.to_ascii_lowercase().as_str(), host.as_deref()) {
+            ("https", Some(h)) if !h.is_empty() => {}
+            ("http", Some("127.0.0.1" | "[::1]" | "localhost")) => {}
+            ("http", _) => return Err(bad_uri("http only on a loopback host (RFC 8252 §7.3)")),
+            ("https", _) => return Err(bad_uri("no host")),
+            (s, _) if s.contains('.') => {} // a private-use scheme (RFC 8252 §7.1)
+            _ => {
+                return Err(bad_uri(
+                    "https, loopback http, or a reverse-domain private-use scheme",
+                ));
+            }
+        }
+    }
+    Ok(())
 }

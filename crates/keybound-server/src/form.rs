@@ -65,6 +65,11 @@ impl Form {
         Self::parse(content_type, body)
     }
 
+    /// Every parameter, empty values included.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// A parameter; empty values count as absent (RFC 6749 §3.1).
     #[must_use]
     pub(crate) fn get(&self, name: &str) -> Option<&str> {

@@ -1,8 +1,10 @@
 //! # keybound-server
 //!
 //! The keybound Authorization Server as a library: [`router`] returns an axum `Router` with
-//! RFC 8414 metadata, the JWKS, `/token` (client credentials and refresh tokens, DPoP-bound
-//! when the client sends a proof), `/introspect`, `/revoke` and `/metrics`. The binary
+//! RFC 8414 metadata, the JWKS, `/token` (client credentials, refresh tokens and, with
+//! [`AppState::with_authorization_store`], authorization codes; DPoP-bound when the client
+//! sends a proof), `/authorize` with sign-in and consent pages, `/par`, `/introspect`,
+//! `/revoke` and `/metrics`. The binary
 //! (`keybound serve`) adds configuration files, listeners and logging; this crate opens no
 //! socket and reads no file except the key directory in [`keys`].
 //!
@@ -25,15 +27,20 @@
 //! # Ok(()) }
 //! ```
 
+mod authorize;
 mod clients;
+mod code_grant;
 mod config;
 mod error;
 mod form;
 mod introspect;
 pub mod keys;
 mod metrics;
+mod pages;
+mod par;
 mod state;
 mod token;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -46,8 +53,8 @@ use serde_json::json;
 
 pub use clients::{AuthFailure, hash_secret};
 pub use config::{
-    AuthMethod, ClientConfig, ClientTls, Config, ConfigError, DpopConfig, ForwardedCertFormat,
-    MtlsConfig, NonceRequirement, TokenConfig, Validated,
+    AuthMethod, AuthorizeConfig, ClientConfig, ClientTls, Config, ConfigError, DpopConfig,
+    ForwardedCertFormat, MtlsConfig, NonceRequirement, TokenConfig, UserConfig, Validated,
 };
 pub use error::OAuthError;
 pub use metrics::Metrics;
@@ -69,6 +76,10 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/.well-known/openid-configuration", get(metadata))
         .route("/jwks", get(jwks))
         .route("/token", post(token::token))
+        .route("/authorize", get(authorize::authorize))
+        .route("/login", post(authorize::login))
+        .route("/consent", post(authorize::consent))
+        .route("/par", post(par::par))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(introspect::revoke))
         .route("/metrics", get(metrics))
@@ -123,12 +134,29 @@ fn metadata_document(state: &AppState) -> serde_json::Value {
         "tls_client_certificate_bound_access_tokens": true,
         "authorization_response_iss_parameter_supported": false,
     });
+    if state.authz.is_some() {
+        document["authorization_endpoint"] = json!(format!("{issuer}/authorize"));
+        document["pushed_authorization_request_endpoint"] = json!(format!("{issuer}/par"));
+        document["require_pushed_authorization_requests"] = json!(
+            state
+                .settings
+                .config
+                .authorize
+                .require_pushed_authorization_requests
+        );
+        document["grant_types_supported"] =
+            json!(["authorization_code", "client_credentials", "refresh_token"]);
+        document["response_types_supported"] = json!(["code"]);
+        document["response_modes_supported"] = json!(["query"]);
+        document["authorization_response_iss_parameter_supported"] = json!(true);
+    }
     // RFC 8705 §5: where certificate-authenticated calls go.
     if let Some(base) = &state.settings.mtls_base {
         document["mtls_endpoint_aliases"] = json!({
             "token_endpoint": format!("{base}/token"),
             "introspection_endpoint": format!("{base}/introspect"),
             "revocation_endpoint": format!("{base}/revoke"),
+            "pushed_authorization_request_endpoint": format!("{base}/par"),
         });
     }
     document

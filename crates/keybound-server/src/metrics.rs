@@ -13,6 +13,7 @@ pub struct Metrics {
     proofs_accepted: AtomicU64,
     nonce_challenges: AtomicU64,
     replays: AtomicU64,
+    codes_issued: AtomicU64,
     proof_rejections: Mutex<BTreeMap<&'static str, u64>>,
     token_errors: Mutex<BTreeMap<String, u64>>,
     client_auth_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -25,6 +26,10 @@ fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
 }
 
 impl Metrics {
+    pub(crate) fn code_issued(&self) {
+        self.codes_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn token_issued(&self, dpop: bool) {
         let counter = if dpop {
             &self.tokens_issued_dpop
@@ -117,6 +122,16 @@ impl Metrics {
             out,
             "keybound_dpop_replays_total {}",
             self.replays.load(Ordering::Relaxed)
+        );
+        counter(
+            &mut out,
+            "keybound_authorization_codes_issued_total",
+            "Authorization codes issued after consent.",
+        );
+        let _ = writeln!(
+            out,
+            "keybound_authorization_codes_issued_total {}",
+            self.codes_issued.load(Ordering::Relaxed)
         );
         counter(
             &mut out,

@@ -4,15 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use keybound_core::dpop::{NoncePolicy, ProofVerifier};
 use keybound_core::{AccessTokenVerifier, NonceKeyRing, UnixTime};
-use keybound_store::{GrantStore, ReplayCache};
+use keybound_store::{AuthorizationStore, GrantStore, ReplayCache};
 
 use crate::clients::{Client, Clients};
 use crate::config::{NonceRequirement, Validated};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::users::{ConfigUsers, UserStore};
 
 /// The source of "now". Tests substitute a fixed or stepping clock.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
@@ -42,6 +44,12 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) clock: Clock,
     pub(crate) rng: SystemRandom,
+    pub(crate) authz: Option<Arc<dyn AuthorizationStore>>,
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) session_key: hmac::Key,
+    /// Whether `session_key` is a real secret (random or configured); without one the
+    /// authorization endpoint stays off rather than sign with a guessable key.
+    session_ready: bool,
 }
 
 impl fmt::Debug for AppState {
@@ -75,7 +83,20 @@ impl AppState {
             settings.audience.clone(),
         );
         let clients = Clients::from_config(&settings);
+        let users = Arc::new(ConfigUsers::new(
+            settings
+                .config
+                .users
+                .iter()
+                .map(|u| (u.username.clone(), u.password_argon2.clone())),
+        ));
+        let mut secret = [0u8; 32];
+        let session_ready = rng.fill(&mut secret).is_ok();
         Self {
+            session_ready,
+            authz: None,
+            users,
+            session_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             settings,
             keys,
             clients,
@@ -88,6 +109,36 @@ impl AppState {
             clock,
             rng,
         }
+    }
+
+    /// Enables the authorization-code flow (`/authorize`, `/par`, the code grant) with this
+    /// store for codes and pushed requests.
+    #[must_use]
+    pub fn with_authorization_store(mut self, store: Arc<dyn AuthorizationStore>) -> Self {
+        if self.session_ready {
+            self.authz = Some(store);
+        } else {
+            tracing::error!(
+                "no randomness for the session key: the authorization endpoint stays off"
+            );
+        }
+        self
+    }
+
+    /// Replaces the users of `[[users]]` (a database, an upstream identity provider).
+    #[must_use]
+    pub fn with_user_store(mut self, users: Arc<dyn UserStore>) -> Self {
+        self.users = users;
+        self
+    }
+
+    /// Signs sessions and forms with this secret instead of a random per-process one, so that
+    /// sessions survive restarts and are shared by replicas.
+    #[must_use]
+    pub fn with_session_secret(mut self, secret: &[u8; 32]) -> Self {
+        self.session_key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        self.session_ready = true;
+        self
     }
 
     /// The server's counters.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use keybound_core::access_token::{Audience, Confirmation};
 use keybound_core::dpop::{ProofError, ProofRequest, VerifiedProof, single_dpop_header};
-use keybound_core::{AccessTokenClaims, CertThumbprint, ErrorCode, JwkThumbprint, UnixTime};
+use keybound_core::{AccessTokenClaims, CertThumbprint, ErrorCode, Htu, JwkThumbprint, UnixTime};
 use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError};
 use keybound_tls::ClientCertificate;
 use serde_json::json;
@@ -112,10 +112,13 @@ async fn handle(
     let grant_type = form.require("grant_type")?;
     let auth = authenticate_client(state, caller, &form, "/token", now)?;
     let client = auth.client;
-    if !matches!(grant_type, "client_credentials" | "refresh_token") {
+    if !matches!(
+        grant_type,
+        "client_credentials" | "refresh_token" | "authorization_code"
+    ) {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            "supported: client_credentials, refresh_token",
+            "supported: authorization_code, client_credentials, refresh_token",
         ));
     }
     if !client.allows_grant(grant_type) {
@@ -149,6 +152,9 @@ async fn handle(
 
     match grant_type {
         "client_credentials" => client_credentials(state, client, &form, &binding, now).await,
+        "authorization_code" => {
+            crate::code_grant::redeem(state, client, &form, &binding, now).await
+        }
         _ => refresh(state, client, &form, &binding, now).await,
     }
 }
@@ -160,7 +166,7 @@ async fn handle(
     clippy::large_enum_variant,
     reason = "one value per request, on the stack, never moved around"
 )]
-enum TokenBinding {
+pub(crate) enum TokenBinding {
     Unbound,
     Dpop(VerifiedProof),
     Certificate(CertThumbprint),
@@ -198,7 +204,7 @@ impl TokenBinding {
             })
     }
 
-    fn proof(&self) -> Option<&VerifiedProof> {
+    pub(crate) fn proof(&self) -> Option<&VerifiedProof> {
         match self {
             Self::Dpop(proof) => Some(proof),
             _ => None,
@@ -227,18 +233,35 @@ fn verify_proof(
     client: &Client,
     now: UnixTime,
 ) -> Result<Option<VerifiedProof>, OAuthError> {
+    if !headers.contains_key("dpop") && client.config.dpop_bound_access_tokens {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "this client must send a DPoP proof",
+        ));
+    }
+    let urls = [
+        Some(&state.settings.token_htu),
+        state.settings.mtls_token_htu.as_ref(),
+    ];
+    verify_proof_at(state, headers, client, now, urls)
+}
+
+/// The `DPoP` proof of a POST to an AS endpoint, if one was sent: checked by the one verifier
+/// against the endpoint's public URL, or its mTLS alias (RFC 8705 §5: two public URLs), and the
+/// client's nonce policy. Records nothing.
+pub(crate) fn verify_proof_at(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &Client,
+    now: UnixTime,
+    urls: [Option<&Htu>; 2],
+) -> Result<Option<VerifiedProof>, OAuthError> {
     let values: Vec<&[u8]> = headers
         .get_all("dpop")
         .iter()
         .map(|v| v.as_bytes())
         .collect();
     if values.is_empty() {
-        if client.config.dpop_bound_access_tokens {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "this client must send a DPoP proof",
-            ));
-        }
         return Ok(None);
     }
     let request = |htu| ProofRequest {
@@ -249,11 +272,11 @@ fn verify_proof(
         nonce: state.nonce_policy(client),
     };
     let proof = single_dpop_header(values).map_err(|e| rejected_proof(state, &e, now))?;
-    let main = state
-        .proofs
-        .verify(proof, &request(&state.settings.token_htu));
-    // The token endpoint has two public URLs when an mTLS alias is published (RFC 8705 §5).
-    let result = match (main, &state.settings.mtls_token_htu) {
+    let [main, alias] = urls;
+    let main = main.map_or(Err(ProofError::HtuMismatch), |htu| {
+        state.proofs.verify(proof, &request(htu))
+    });
+    let result = match (main, alias) {
         (Err(ProofError::HtuMismatch), Some(alias)) => state.proofs.verify(proof, &request(alias)),
         (result, _) => result,
     };
@@ -295,6 +318,51 @@ fn granted_scope(requested: Option<&str>, allowed: &[&str]) -> Result<String, OA
     Ok(out.join(" "))
 }
 
+/// A new grant and its first refresh token, for clients registered with the `refresh_token`
+/// grant (`None` for the others).
+pub(crate) fn new_grant(
+    state: &AppState,
+    client: &Client,
+    subject: &str,
+    scope: &str,
+    binding: &TokenBinding,
+    now: UnixTime,
+) -> Option<(Grant, String, RefreshTokenRecord)> {
+    if !client.allows_grant("refresh_token") {
+        return None;
+    }
+    let lifetimes = &state.settings.config.tokens;
+    let grant = Grant {
+        id: GrantId(state.random_token()),
+        client_id: client.config.client_id.clone(),
+        subject: subject.to_owned(),
+        scope: scope.to_owned(),
+        created_at: now,
+        expires_at: now.saturating_add(lifetimes.grant_lifetime_secs),
+        // Public clients' refresh tokens are bound like their access tokens (RFC 9449 §5,
+        // RFC 8705 §4); confidential clients' are bound by client authentication.
+        dpop_jkt: match binding {
+            TokenBinding::Dpop(proof) if client.is_public() => {
+                Some(proof.thumbprint().as_str().to_owned())
+            }
+            _ => None,
+        },
+        cert_x5t: match binding {
+            TokenBinding::Certificate(x5t) if client.is_public() => Some(x5t.as_str().to_owned()),
+            _ => None,
+        },
+    };
+    let token = state.random_token();
+    let record = RefreshTokenRecord {
+        token_hash: sha256(&token),
+        grant_id: grant.id.clone(),
+        expires_at: now
+            .saturating_add(lifetimes.refresh_token_lifetime_secs)
+            .min(grant.expires_at),
+    };
+    Some((grant, token, record))
+}
+
 async fn client_credentials(
     state: &AppState,
     client: &Client,
@@ -305,58 +373,27 @@ async fn client_credentials(
     let allowed: Vec<&str> = client.config.scopes.iter().map(String::as_str).collect();
     let scope = granted_scope(form.get("scope"), &allowed)?;
     let subject = client.config.client_id.clone();
-    // A refresh token only for clients registered with the refresh_token grant.
-    let refresh = if client.allows_grant("refresh_token") {
-        let lifetimes = &state.settings.config.tokens;
-        let grant = Grant {
-            id: GrantId(state.random_token()),
-            client_id: client.config.client_id.clone(),
-            subject: subject.clone(),
-            scope: scope.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(lifetimes.grant_lifetime_secs),
-            // Public clients' refresh tokens are bound like their access tokens (RFC 9449
-            // §5, RFC 8705 §4); confidential clients' are bound by client authentication.
-            dpop_jkt: match binding {
-                TokenBinding::Dpop(proof) if client.is_public() => {
-                    Some(proof.thumbprint().as_str().to_owned())
-                }
-                _ => None,
-            },
-            cert_x5t: match binding {
-                TokenBinding::Certificate(x5t) if client.is_public() => {
-                    Some(x5t.as_str().to_owned())
-                }
-                _ => None,
-            },
-        };
-        let token = state.random_token();
-        let record = RefreshTokenRecord {
-            token_hash: sha256(&token),
-            grant_id: grant.id.clone(),
-            expires_at: now
-                .saturating_add(lifetimes.refresh_token_lifetime_secs)
-                .min(grant.expires_at),
-        };
-        state
-            .grants
-            .create_grant(&grant, &record)
-            .await
-            .map_err(|e| store_unavailable(&e))?;
-        Some(token)
-    } else {
-        None
+    let refresh = match new_grant(state, client, &subject, &scope, binding, now) {
+        Some((grant, token, record)) => {
+            state
+                .grants
+                .create_grant(&grant, &record)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            Some(token)
+        }
+        None => None,
     };
     issue(state, client, subject, &scope, binding, refresh, now)
 }
 
-fn invalid_grant(why: &'static str) -> OAuthError {
+pub(crate) fn invalid_grant(why: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, why)
 }
 
 /// Whether the request satisfies the grant's binding (public clients: RFC 9449 §5 for the
 /// DPoP key, RFC 8705 §4 for the certificate).
-fn binding_holds(grant: &Grant, binding: &TokenBinding) -> bool {
+pub(crate) fn binding_holds(grant: &Grant, binding: &TokenBinding) -> bool {
     if let Some(jkt) = &grant.dpop_jkt {
         let bound = JwkThumbprint::parse(jkt);
         return binding
@@ -462,7 +499,25 @@ fn issue(
     refresh: Option<String>,
     now: UnixTime,
 ) -> Result<Response, OAuthError> {
-    let proof = binding.proof();
+    let minted = mint(state, client, subject, scope, binding, now)?;
+    Ok(respond(state, &minted, scope, binding, refresh, now))
+}
+
+/// A signed access token, not yet sent.
+pub(crate) struct Minted {
+    pub(crate) token: String,
+    pub(crate) claims: AccessTokenClaims,
+}
+
+/// Signs an access token for `subject`, bound as `binding` says.
+pub(crate) fn mint(
+    state: &AppState,
+    client: &Client,
+    subject: String,
+    scope: &str,
+    binding: &TokenBinding,
+    now: UnixTime,
+) -> Result<Minted, OAuthError> {
     let lifetime = state.settings.config.tokens.access_token_lifetime_secs;
     let claims = AccessTokenClaims {
         iss: state.settings.issuer.clone(),
@@ -476,15 +531,28 @@ fn issue(
         scope: (!scope.is_empty()).then(|| scope.to_owned()),
         cnf: binding.confirmation(),
     };
-    let access_token = state.keys.signer().sign(&claims).map_err(|e| {
+    let token = state.keys.signer().sign(&claims).map_err(|e| {
         tracing::error!(%e, "signing an access token failed");
         OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
     })?;
+    Ok(Minted { token, claims })
+}
+
+/// The token response (RFC 6749 §5.1; `token_type` DPoP for a DPoP-bound token).
+pub(crate) fn respond(
+    state: &AppState,
+    minted: &Minted,
+    scope: &str,
+    binding: &TokenBinding,
+    refresh: Option<String>,
+    now: UnixTime,
+) -> Response {
+    let proof = binding.proof();
     state.metrics.token_issued(proof.is_some());
     let mut body = json!({
-        "access_token": access_token,
+        "access_token": minted.token,
         "token_type": if proof.is_some() { "DPoP" } else { "Bearer" },
-        "expires_in": lifetime,
+        "expires_in": minted.claims.exp.saturating_sub(minted.claims.iat),
     });
     if !scope.is_empty() {
         body["scope"] = json!(scope);
@@ -497,5 +565,5 @@ fn issue(
     if proof.is_some() {
         attach_nonce(&mut response, Some(&state.nonces.issue(now)));
     }
-    Ok(response)
+    response
 }

@@ -95,6 +95,14 @@ pub trait AuthorizationStore: Send + Sync + std::fmt::Debug {
         now: UnixTime,
     ) -> Result<Redemption, StoreError>;
 
+    /// A used code was presented again: revokes the grant and the access token its first use
+    /// issued (RFC 6749 §4.1.2) and returns that grant. `None` if the code was never used.
+    async fn revoke_code_issuance(
+        &self,
+        code_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<GrantId>, StoreError>;
+
     /// Stores a pushed authorization request (RFC 9126) under the SHA-256 of its `request_uri`.
     async fn put_pushed_request(
         &self,

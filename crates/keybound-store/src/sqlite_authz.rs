@@ -116,48 +116,26 @@ impl AuthorizationStore for SqliteStore {
             tx.commit().await.map_err(|err| unavailable(OP, &err))?;
             return Ok(Redemption::Redeemed);
         }
-        let row = sqlx::query(
-            "SELECT grant_id, access_jti, access_expires_at, used_at FROM authorization_codes WHERE code_hash = ?",
-        )
-        .bind(&code_hash[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| unavailable(OP, &err))?;
-        let decode = |err: sqlx::Error| unavailable(OP, &err);
-        let Some(row) = row else {
-            return Ok(Redemption::Rejected);
+        let outcome = match revoke_issued(&mut tx, code_hash, now).await? {
+            Some(grant) => Redemption::Replayed(grant),
+            None => Redemption::Rejected,
         };
-        if row
-            .try_get::<Option<i64>, _>("used_at")
-            .map_err(decode)?
-            .is_none()
-        {
-            return Ok(Redemption::Rejected);
-        }
-        // RFC 6749 §4.1.2: a second use revokes what the first issued.
-        let grant_id: Option<String> = row.try_get("grant_id").map_err(decode)?;
-        if let Some(id) = &grant_id {
-            sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| unavailable(OP, &err))?;
-        }
-        let jti: Option<String> = row.try_get("access_jti").map_err(decode)?;
-        let expires: Option<i64> = row.try_get("access_expires_at").map_err(decode)?;
-        if let (Some(jti), Some(expires)) = (jti, expires) {
-            sqlx::query(
-                "INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?)",
-            )
-            .bind(jti)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| unavailable(OP, &err))?;
-        }
         tx.commit().await.map_err(|err| unavailable(OP, &err))?;
-        Ok(Redemption::Replayed(grant_id.map(GrantId)))
+        Ok(outcome)
+    }
+
+    async fn revoke_code_issuance(
+        &self,
+        code_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<GrantId>, StoreError> {
+        const OP: &str = "revoking what a reused code issued";
+        let mut tx = self.begin_write(OP).await?;
+        let revoked = revoke_issued(&mut tx, code_hash, db_time(now))
+            .await?
+            .flatten();
+        tx.commit().await.map_err(|err| unavailable(OP, &err))?;
+        Ok(revoked)
     }
 
     async fn put_pushed_request(
@@ -199,4 +177,52 @@ impl AuthorizationStore for SqliteStore {
         row.map(|r| r.try_get("request").map_err(|err| unavailable(OP, &err)))
             .transpose()
     }
+}
+
+/// If the code was used: revokes the grant and the access token of its first use, and returns
+/// `Some(grant)`. `None` for an unknown or unused code.
+async fn revoke_issued(
+    tx: &mut sqlx::SqliteConnection,
+    code_hash: &[u8; 32],
+    now: i64,
+) -> Result<Option<Option<GrantId>>, StoreError> {
+    const OP: &str = "revoking what a code issued";
+    let decode = |err: sqlx::Error| unavailable(OP, &err);
+    let row = sqlx::query(
+        "SELECT grant_id, access_jti, access_expires_at, used_at FROM authorization_codes WHERE code_hash = ?",
+    )
+    .bind(&code_hash[..])
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(decode)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if row
+        .try_get::<Option<i64>, _>("used_at")
+        .map_err(decode)?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let grant_id: Option<String> = row.try_get("grant_id").map_err(decode)?;
+    if let Some(id) = &grant_id {
+        sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(decode)?;
+    }
+    let jti: Option<String> = row.try_get("access_jti").map_err(decode)?;
+    let expires: Option<i64> = row.try_get("access_expires_at").map_err(decode)?;
+    if let (Some(jti), Some(expires)) = (jti, expires) {
+        sqlx::query("INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?)")
+            .bind(jti)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .map_err(decode)?;
+    }
+    Ok(Some(grant_id.map(GrantId)))
 }

@@ -55,7 +55,7 @@ async fn a_new_grant_has_an_active_first_token() {
         store.refresh_token_state(&[1; 32], NOW).await.unwrap(),
         RefreshTokenState::Active(g.clone())
     );
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     store.ping().await.unwrap();
 }
 
@@ -473,7 +473,7 @@ async fn two_stores_opening_a_new_file_at_once_both_work() {
         b.refresh_token_state(&[1; 32], NOW).await.unwrap(),
         RefreshTokenState::Active(g)
     );
-    assert_eq!(b.schema_version().await.unwrap(), 1);
+    assert_eq!(b.schema_version().await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -504,7 +504,7 @@ async fn data_survives_a_restart() {
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(
         store.schema_version().await.unwrap(),
-        1,
+        2,
         "not migrated twice"
     );
     assert_eq!(

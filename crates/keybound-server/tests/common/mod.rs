@@ -131,13 +131,16 @@ impl Harness {
         let store = Arc::new(SqliteStore::open(&dir.join("keybound.db")).await.unwrap());
         let clock = Arc::new(AtomicU64::new(START));
         let c = clock.clone();
-        let state = Arc::new(AppState::new(
-            settings,
-            ring,
-            Arc::new(MemoryReplayCache::new(100_000)) as Arc<dyn ReplayCache>,
-            store.clone(),
-            Arc::new(move || UnixTime::from_secs(c.load(Ordering::SeqCst))),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                settings,
+                ring,
+                Arc::new(MemoryReplayCache::new(100_000)) as Arc<dyn ReplayCache>,
+                store.clone(),
+                Arc::new(move || UnixTime::from_secs(c.load(Ordering::SeqCst))),
+            )
+            .with_authorization_store(store.clone()),
+        );
         Self {
             router: router(state.clone()),
             state,
