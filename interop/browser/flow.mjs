@@ -82,10 +82,13 @@ try {
   await step('sign in (consent page)', async () => {
     await page.locator('input[name="username"]').fill(username);
     await page.locator('input[name="password"][type="password"]').fill(password);
-    await Promise.all([
+    const [response] = await Promise.all([
       page.waitForNavigation(),
       page.locator('button[type="submit"]', { hasText: 'Sign in' }).click(),
     ]);
+    if (!response || response.status() !== 200) {
+      throw new Error(`POST /login answered ${response ? response.status() : 'nothing'}, not 200 with the consent page`);
+    }
     await page.locator('form[action="/consent"] button[name="decision"][value="allow"]').waitFor();
     if (!(await page.title()).includes('Allow')) {
       throw new Error(`the title is ${JSON.stringify(await page.title())}, expected it to contain "Allow"`);
@@ -94,10 +97,14 @@ try {
   });
 
   await step('allow (redirect to the client)', async () => {
-    await Promise.all([
+    const [consent] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/consent'),
       page.waitForURL((url) => url.href.startsWith(redirectPrefix)),
       page.locator('button[name="decision"][value="allow"]').click(),
     ]);
+    if (consent.status() !== 303) {
+      throw new Error(`POST /consent answered ${consent.status()}, not a 303 redirect`);
+    }
     await shoot('3-callback.png');
   });
 

@@ -301,6 +301,7 @@ dpop_bound_access_tokens = true
         ),
         "{stolen:?}"
     );
+    println!("the stolen code with another key: {stolen}");
 
     // The refused attempt consumed nothing: the client's own exchange succeeds.
     let token = client
