@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -84,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/revoke", post(introspect::revoke))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(certificates)
         .with_state(state)
@@ -178,6 +179,25 @@ async fn jwks(State(state): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("max-age=300"),
     );
     response
+}
+
+/// Readiness: 200 when every store answers, 503 naming the one that does not. A load balancer
+/// sends no traffic to a replica whose stores are down (which would answer 503 anyway).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut failures = Vec::new();
+    if let Err(e) = state.grants.ping().await {
+        failures.push(format!("grant store: {e}"));
+    }
+    if let Err(e) = state.replay.ping().await {
+        failures.push(format!("replay cache: {e}"));
+    }
+    if failures.is_empty() {
+        "ready".into_response()
+    } else {
+        tracing::warn!(?failures, "not ready");
+        let body = json!({ "ready": false, "failures": failures });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -260,6 +260,9 @@ impl ReplayCache for Down {
     async fn insert_once(&self, _: [u8; 32], _: UnixTime, _: UnixTime) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
 }
 
 #[tokio::test]
@@ -301,6 +304,15 @@ async fn when_a_store_is_down_the_answer_is_503_and_nothing_is_issued() {
         )
         .await;
     reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    // Readiness says so, naming the store; liveness does not.
+    let ready = down.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.body["failures"].to_string().contains("replay cache"),
+        "{:?}",
+        ready.body
+    );
+    assert_eq!(down.get("/healthz").await.status, StatusCode::OK);
     // The grant store is down: refresh and client_credentials-with-refresh refuse too.
     let settings = Config::from_toml(&config_text(&dir, &key, ""))
         .unwrap()
@@ -336,6 +348,17 @@ async fn when_a_store_is_down_the_answer_is_503_and_nothing_is_issued() {
         )
         .await;
     reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    let ready = down.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.body["failures"].to_string().contains("grant store"),
+        "{:?}",
+        ready.body
+    );
+    assert_eq!(
+        Harness::new().await.get("/readyz").await.status,
+        StatusCode::OK
+    );
 }
 
 /// The assertion key of a data dir (as the harness writes it).

@@ -65,6 +65,11 @@ pub trait ReplayCache: Send + Sync + fmt::Debug {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
+
+    /// Whether the cache can answer now (readiness). In-process caches always can.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Identifies a grant: what one client obtained for one subject, across refresh rotations.
