@@ -221,6 +221,9 @@ pub struct Config {
     /// mTLS settings.
     #[serde(default)]
     pub mtls: MtlsConfig,
+    /// Where state lives: one machine (the default) or shared by replicas.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The authorization-code flow.
     #[serde(default)]
     pub authorize: AuthorizeConfig,
@@ -230,6 +233,19 @@ pub struct Config {
     /// Registered clients.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+}
+
+/// `[store]`: the shared state of a deployment. The defaults suit one machine: grants in the
+/// embedded SQLite file, the replay cache in memory. Replicas need both shared.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Grants, refresh tokens, codes and pushed requests: `postgres://user@host/db`.
+    /// Default: `keybound.db` in the data directory. Also `KEYBOUND_STORE_URL`.
+    pub url: Option<String>,
+    /// The DPoP and client-assertion replay cache: `redis://host:6379`. Default: in memory,
+    /// which is correct for one replica only. Also `KEYBOUND_REPLAY_URL`.
+    pub replay_url: Option<String>,
 }
 
 /// `[[users]]`: a person who can sign in.
@@ -602,6 +618,23 @@ impl Config {
                     "must be an Argon2 PHC string: printf %s \"$PASSWORD\" | keybound hash-password",
                 ));
             }
+        }
+        let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if let Some(url) = &self.store.url
+            && !matches!(scheme(url).as_deref(), Some("postgres" | "postgresql"))
+        {
+            return Err(bad(
+                "store.url",
+                "must be a postgres:// URL (or absent: SQLite in the data directory)",
+            ));
+        }
+        if let Some(url) = &self.store.replay_url
+            && !matches!(scheme(url).as_deref(), Some("redis" | "rediss"))
+        {
+            return Err(bad(
+                "store.replay_url",
+                "must be a redis:// or rediss:// URL (or absent: in memory)",
+            ));
         }
         let a = &self.authorize;
         for (name, value, max) in [

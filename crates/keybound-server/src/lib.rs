@@ -54,7 +54,8 @@ use serde_json::json;
 pub use clients::{AuthFailure, hash_secret};
 pub use config::{
     AuthMethod, AuthorizeConfig, ClientConfig, ClientTls, Config, ConfigError, DpopConfig,
-    ForwardedCertFormat, MtlsConfig, NonceRequirement, TokenConfig, UserConfig, Validated,
+    ForwardedCertFormat, MtlsConfig, NonceRequirement, StoreConfig, TokenConfig, UserConfig,
+    Validated,
 };
 pub use error::OAuthError;
 pub use metrics::Metrics;
