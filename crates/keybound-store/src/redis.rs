@@ -32,18 +32,15 @@ pub struct RedisReplayOptions {
     key_prefix: String,
     command_timeout: Duration,
     connect_timeout: Duration,
-    reconnect_max_delay: Duration,
 }
 
 impl Default for RedisReplayOptions {
-    /// Prefix [`DEFAULT_KEY_PREFIX`], command timeout 500 ms, connect timeout 2 s, reconnect
-    /// back-off capped at 1 s.
+    /// Prefix [`DEFAULT_KEY_PREFIX`], command timeout 500 ms, connect timeout 2 s.
     fn default() -> Self {
         Self {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             command_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(2),
-            reconnect_max_delay: Duration::from_secs(1),
         }
     }
 }
@@ -74,14 +71,6 @@ impl RedisReplayOptions {
         self
     }
 
-    /// The longest pause between two reconnection attempts after Redis went away (the pauses
-    /// grow exponentially from 100 ms up to this). Default 1 s.
-    #[must_use]
-    pub fn with_reconnect_max_delay(mut self, delay: Duration) -> Self {
-        self.reconnect_max_delay = delay;
-        self
-    }
-
     /// The key prefix.
     #[must_use]
     pub fn key_prefix(&self) -> &str {
@@ -99,12 +88,6 @@ impl RedisReplayOptions {
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
-
-    /// The cap on the pause between reconnection attempts.
-    #[must_use]
-    pub fn reconnect_max_delay(&self) -> Duration {
-        self.reconnect_max_delay
-    }
 }
 
 /// A [`ReplayCache`] in Redis, shared by every replica that points at the same Redis with the
@@ -121,8 +104,10 @@ impl RedisReplayOptions {
 /// **Fail closed.** A connection error, a command that takes longer than the command timeout
 /// (default 500 ms) and any reply other than `OK` or nil are [`StoreError::Unavailable`], never
 /// a verdict. Behind the cache is a multiplexed [`ConnectionManager`]: one connection shared by
-/// every clone and task, re-established in the background after a connection error, so the
-/// cache works again as soon as Redis is back without being rebuilt.
+/// every task, re-established after a connection error, so the cache works again as soon as
+/// Redis is back without being rebuilt. While Redis refuses connections, each call fails at once
+/// (the next call starts one new connection attempt); while it is unreachable without refusing
+/// (a dropped route, a stopped process), each call fails after the command timeout.
 ///
 /// **Records are only as durable as Redis.** A Redis restarted without persistence, a failover
 /// to a replica that had not received the latest writes, or an eviction policy other than
@@ -173,10 +158,14 @@ impl RedisReplayCache {
             .map_err(|error| invalid_url(&error))?;
         let target = describe_target(&info)?;
         let client = Client::open(info).map_err(|error| invalid_url(&error))?;
+        // One connection attempt per reconnection, no back-off loop: while Redis is down, a call
+        // fails as soon as the attempt does (connection refused: at once) instead of waiting out
+        // the command timeout behind a retry schedule, and the next call starts a new attempt
+        // (one at a time, shared by all concurrent calls).
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout))
-            .set_max_delay(options.reconnect_max_delay);
+            .set_number_of_retries(0);
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|error| StoreError::Unavailable(format!("redis: {error}")))?;
         Ok(Self {
@@ -238,7 +227,9 @@ fn invalid_url(error: &::redis::RedisError) -> StoreError {
 }
 
 fn unexpected(command: &str, value: &Value) -> StoreError {
-    StoreError::Unavailable(format!("unexpected reply from redis to {command}: {value:?}"))
+    StoreError::Unavailable(format!(
+        "unexpected reply from redis to {command}: {value:?}"
+    ))
 }
 
 /// `host:port/db` (or the socket path) and the user name, for `Debug`; refuses TLS addresses.
