@@ -121,7 +121,7 @@ impl RedisReplayOptions {
 /// loopback. A password in the URL is sent with `AUTH` and never shown by `Debug`.
 pub struct RedisReplayCache {
     manager: ConnectionManager,
-    key_prefix: Box<[u8]>,
+    key_prefix: Box<str>,
     command_timeout: Duration,
     /// What `Debug` shows of the target: address and database, never the password.
     target: String,
@@ -152,6 +152,10 @@ impl RedisReplayCache {
     ///
     /// [`StoreError::Unavailable`] when the URL is invalid or uses TLS. Must be called inside a
     /// tokio runtime.
+    ///
+    /// Only failures to reach Redis (I/O errors, timeouts) start a new connection attempt: if
+    /// Redis refuses the handshake itself (a wrong password), every call keeps failing with
+    /// [`StoreError::Unavailable`] until the cache is rebuilt with the right URL.
     pub fn connect_lazy(url: &str, options: RedisReplayOptions) -> Result<Self, StoreError> {
         let info = url
             .into_connection_info()
@@ -170,7 +174,7 @@ impl RedisReplayCache {
             .map_err(|error| StoreError::Unavailable(format!("redis: {error}")))?;
         Ok(Self {
             manager,
-            key_prefix: options.key_prefix.into_bytes().into_boxed_slice(),
+            key_prefix: options.key_prefix.into_boxed_str(),
             command_timeout: options.command_timeout,
             target,
         })
@@ -189,15 +193,10 @@ impl RedisReplayCache {
     /// without padding.
     #[must_use]
     pub fn redis_key(&self, key: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.key_prefix.len() + ENCODED_KEY_LEN);
-        out.extend_from_slice(&self.key_prefix);
-        let start = out.len();
-        out.resize(start + ENCODED_KEY_LEN, 0);
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(key, &mut out[start..])
-            .unwrap_or(0);
-        out.truncate(start + written);
-        out
+        let mut out = String::with_capacity(self.key_prefix.len() + ENCODED_KEY_LEN);
+        out.push_str(&self.key_prefix);
+        URL_SAFE_NO_PAD.encode_string(key, &mut out);
+        out.into_bytes()
     }
 
     async fn ping_within(&self, timeout: Duration) -> Result<(), StoreError> {
@@ -267,7 +266,7 @@ impl fmt::Debug for RedisReplayCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisReplayCache")
             .field("target", &self.target)
-            .field("key_prefix", &String::from_utf8_lossy(&self.key_prefix))
+            .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
     }

@@ -651,3 +651,41 @@ fn options_default_and_setters() {
         ("x:", Duration::from_millis(7), Duration::from_millis(8))
     );
 }
+
+#[tokio::test]
+async fn a_wrong_password_is_unavailable() {
+    let Some(binary) = redis_server_binary("password") else {
+        return;
+    };
+    let mut server = OwnRedis::new(binary);
+    server.start().await;
+    let mut raw = raw_connection(&server.url()).await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("right-pw")
+        .exec_async(&mut raw)
+        .await
+        .unwrap();
+    let port = server.port;
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{port}");
+    let error = RedisReplayCache::connect(&wrong, options("password"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)));
+    assert!(!error.to_string().contains("wrong-pw"), "{error}");
+    let lazy = RedisReplayCache::connect_lazy(&wrong, options("password")).unwrap();
+    assert_unavailable(
+        lazy.insert_once(key(1), NOW.saturating_add(60), NOW).await,
+        "with a wrong password",
+    );
+
+    let right = format!("redis://:right-pw@127.0.0.1:{port}");
+    let cache = RedisReplayCache::connect(&right, options("password"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.insert_once(key(1), NOW.saturating_add(60), NOW).await,
+        Ok(true)
+    );
+}
