@@ -9,8 +9,9 @@
 //!   with the authorization-code flow.
 //!
 //! Backends: [`MemoryReplayCache`] (bounded, expiring; one process) and [`SqliteStore`] (the
-//! embedded default, one file in the data directory, migrations applied when opened). Redis and
-//! PostgreSQL backends implement the same traits for deployments with many replicas.
+//! embedded default, one file in the data directory, migrations applied when opened). For
+//! deployments with many replicas, `RedisReplayCache` (feature `redis`, on by default) shares
+//! the replay records in Redis; a PostgreSQL grant store will join it.
 //!
 //! Every method returns [`StoreError`] when the backend cannot answer; callers refuse the request
 //! (503) rather than accept anything unchecked. Nothing here evicts an unexpired replay record
@@ -31,6 +32,8 @@
 
 mod authz;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod sqlite_authz;
 
@@ -40,6 +43,8 @@ use keybound_core::UnixTime;
 
 pub use authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode, Redemption};
 pub use memory::MemoryReplayCache;
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_KEY_PREFIX, RedisReplayCache, RedisReplayOptions};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. Callers answer 503 and consume nothing.
