@@ -8,7 +8,6 @@ use keybound_core::{NonceKeyRing, NonceSecret};
 use keybound_resource::{
     GatewayConfig, JwksSource, KeySource, ResourceConfig, ResourceVerifier, gateway_router,
 };
-use keybound_store::MemoryReplayCache;
 
 use crate::Failure;
 
@@ -40,6 +39,10 @@ pub(crate) struct GatewayArgs {
     /// repeat or comma-separate). Certificate headers from anyone else are stripped and ignored.
     #[arg(long, env = "KEYBOUND_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<String>,
+    /// The shared replay cache for several gateway replicas, e.g. `redis://127.0.0.1:6379`.
+    /// Without it, replays are tracked in this process's memory (one replica only).
+    #[arg(long, env = "KEYBOUND_REPLAY_URL")]
+    replay_url: Option<String>,
     /// The header in which the trusted proxy forwards a URL-encoded PEM certificate (nginx:
     /// `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`). Without it, RFC 9440
     /// `Client-Cert` is read.
@@ -109,14 +112,15 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
     let keys = KeySource::Jwks(Box::new(
         JwksSource::new(&args.issuer).map_err(|e| Failure(e.to_string()))?,
     ));
-    let verifier = ResourceVerifier::new(config, keys, Arc::new(MemoryReplayCache::new(1 << 20)))
-        .map_err(|e| Failure(e.to_string()))?;
     let mut gateway_config = GatewayConfig::new(&args.upstream);
     gateway_config.forwarded_certificates = forwarded_certificates(args)?;
-    let app = gateway_router(Arc::new(verifier), gateway_config).map_err(Failure)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
+        let replay = crate::serve::replay_cache(args.replay_url.as_deref(), 1 << 20)?;
+        let verifier =
+            ResourceVerifier::new(config, keys, replay).map_err(|e| Failure(e.to_string()))?;
+        let app = gateway_router(Arc::new(verifier), gateway_config).map_err(Failure)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;

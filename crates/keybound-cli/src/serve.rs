@@ -216,6 +216,14 @@ fn load(args: &ServeArgs) -> Result<(Validated, bool, Option<Demo>), Failure> {
     }
     // Secrets come from the environment rather than a file or the command line, where
     // `ps` would show them: KEYBOUND_NONCE_SECRETS=current[,previous] (base64url).
+    for (name, slot) in [
+        ("KEYBOUND_STORE_URL", &mut config.store.url),
+        ("KEYBOUND_REPLAY_URL", &mut config.store.replay_url),
+    ] {
+        if let Ok(url) = std::env::var(name) {
+            *slot = Some(url);
+        }
+    }
     if let Ok(secrets) = std::env::var("KEYBOUND_NONCE_SECRETS") {
         config.dpop.nonce_secrets = secrets
             .split(',')
@@ -250,7 +258,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         banner(&settings, listen, demo.as_ref());
         let store = Arc::new(store);
         tokio::spawn(purge_periodically(store.clone()));
-        let replay = Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY));
+        let replay = replay_cache(settings.config.store.replay_url.as_deref(), REPLAY_CAPACITY)?;
         let state = Arc::new(
             AppState::new(
                 settings,
@@ -317,7 +325,31 @@ async fn mtls_listener(
 }
 
 /// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
-fn demo_api(state: &AppState, replay: Arc<MemoryReplayCache>) -> Result<axum::Router, Failure> {
+/// The replay cache: shared in Redis for replicas (`redis://`), else in this process's memory.
+/// Redis is connected lazily: while it is down every check fails (503) and `/readyz` says so,
+/// and service resumes when it answers. Must run inside the tokio runtime.
+pub(crate) fn replay_cache(
+    url: Option<&str>,
+    capacity: usize,
+) -> Result<Arc<dyn keybound_store::ReplayCache>, Failure> {
+    match url {
+        Some(url) => {
+            let cache = keybound_store::RedisReplayCache::connect_lazy(
+                url,
+                keybound_store::RedisReplayOptions::default(),
+            )
+            .map_err(|e| Failure(format!("replay cache: {e}")))?;
+            tracing::info!(cache = ?cache, "shared replay cache");
+            Ok(Arc::new(cache))
+        }
+        None => Ok(Arc::new(MemoryReplayCache::new(capacity))),
+    }
+}
+
+fn demo_api(
+    state: &AppState,
+    replay: Arc<dyn keybound_store::ReplayCache>,
+) -> Result<axum::Router, Failure> {
     use keybound_resource::{
         KeySource, ResourceConfig, ResourceLayer, ResourceVerifier, VerifiedToken,
     };
