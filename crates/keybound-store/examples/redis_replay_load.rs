@@ -74,6 +74,8 @@ async fn main() {
     let now = UnixTime::from_secs(run / 1_000_000_000);
     let expires = now.saturating_add(600);
 
+    let memory_before = info_field(&mut raw, "memory", "used_memory").await;
+
     // One caller: every insert waits for its answer.
     let sequential = records.min(20_000);
     let commands_before = info_field(&mut raw, "stats", "total_commands_processed").await;
@@ -106,7 +108,6 @@ async fn main() {
     );
 
     // Many callers on the one multiplexed connection, filling up to `records` keys.
-    let memory_before = info_field(&mut raw, "memory", "used_memory").await;
     let remaining = records.saturating_sub(sequential);
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -133,9 +134,9 @@ async fn main() {
     let memory_after = info_field(&mut raw, "memory", "used_memory").await;
     let dbsize_keys = records;
     println!(
-        "Redis memory:   used_memory {memory_before} -> {memory_after} bytes for {remaining} records \
+        "Redis memory:   used_memory {memory_before} -> {memory_after} bytes for {records} records \
          = {:.1} bytes per record (key {} bytes: prefix {} + 43)",
-        (memory_after as f64 - memory_before as f64) / remaining as f64,
+        (memory_after as f64 - memory_before as f64) / records as f64,
         prefix.len() + 43,
         prefix.len(),
     );
