@@ -8,9 +8,11 @@
 //!   step), and the access-token revocation list. Authorization codes and PAR requests join it
 //!   with the authorization-code flow.
 //!
-//! Backends: [`MemoryReplayCache`] (bounded, expiring; one process) and [`SqliteStore`] (the
-//! embedded default, one file in the data directory, migrations applied when opened). Redis and
-//! PostgreSQL backends implement the same traits for deployments with many replicas.
+//! Backends: [`MemoryReplayCache`] (bounded, expiring; one process), [`SqliteStore`] (the
+//! embedded default, one file in the data directory, migrations applied when opened) and, with
+//! the `postgres` feature (on by default), `PostgresStore` (shared by many replicas, the same
+//! semantics under row locks). A Redis replay cache implements the same trait for deployments
+//! with many replicas.
 //!
 //! Every method returns [`StoreError`] when the backend cannot answer; callers refuse the request
 //! (503) rather than accept anything unchecked. Nothing here evicts an unexpired replay record
@@ -31,6 +33,10 @@
 
 mod authz;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_authz;
 mod sqlite;
 mod sqlite_authz;
 
@@ -40,6 +46,8 @@ use keybound_core::UnixTime;
 
 pub use authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode, Redemption};
 pub use memory::MemoryReplayCache;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. Callers answer 503 and consume nothing.
