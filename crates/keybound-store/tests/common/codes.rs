@@ -71,7 +71,10 @@ pub(crate) async fn of_concurrent_redemptions_exactly_one_wins<B: Backend>() {
         return;
     };
     // Two stores on one place, like two replicas.
-    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let stores = [
+        Arc::new(backend.open().await),
+        Arc::new(backend.open().await),
+    ];
     stores[0].put_code(&code(3)).await.unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(12));
     let mut tasks = Vec::new();
@@ -201,9 +204,15 @@ pub(crate) async fn revoke_code_issuance_revokes_only_what_a_used_code_issued<B:
         return;
     };
     // Unknown and unused codes: nothing to revoke, and the unused code stays redeemable.
-    assert_eq!(store.revoke_code_issuance(&[7; 32], NOW).await.unwrap(), None);
+    assert_eq!(
+        store.revoke_code_issuance(&[7; 32], NOW).await.unwrap(),
+        None
+    );
     store.put_code(&code(7)).await.unwrap();
-    assert_eq!(store.revoke_code_issuance(&[7; 32], NOW).await.unwrap(), None);
+    assert_eq!(
+        store.revoke_code_issuance(&[7; 32], NOW).await.unwrap(),
+        None
+    );
     assert!(matches!(
         store.code_state(&[7; 32], NOW).await.unwrap(),
         CodeState::Unused(_)
@@ -253,7 +262,11 @@ pub(crate) async fn purge_keeps_used_codes_an_hour_and_pushed_requests_until_exp
     assert_eq!(store.purge_expired(expiry).await.unwrap(), 1);
     assert_eq!(
         store
-            .redeem_code(&[8; 32], &issued("g8-again", 81), expiry.saturating_add(3599))
+            .redeem_code(
+                &[8; 32],
+                &issued("g8-again", 81),
+                expiry.saturating_add(3599)
+            )
             .await
             .unwrap(),
         Redemption::Replayed(Some(GrantId("g8".into()))),
@@ -287,7 +300,10 @@ pub(crate) async fn of_concurrent_takes_of_a_pushed_request_exactly_one_gets_it<
     let Some(backend) = B::create().await else {
         return;
     };
-    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let stores = [
+        Arc::new(backend.open().await),
+        Arc::new(backend.open().await),
+    ];
     for round in 0..5u8 {
         stores[0]
             .put_pushed_request(&[round; 32], "spa", "{\"r\":1}", NOW.saturating_add(60))

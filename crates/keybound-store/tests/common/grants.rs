@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use keybound_core::UnixTime;
-use keybound_store::{Grant, GrantId, GrantStore, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError};
+use keybound_store::{
+    Grant, GrantId, GrantStore, RefreshTokenRecord, RefreshTokenState, Rotation, StoreError,
+};
 
 use super::{Backend, DAY, NOW, fresh, grant, token};
 
@@ -275,7 +277,9 @@ pub(crate) async fn revoking_a_grant_deactivates_all_its_tokens<B: Backend>() {
     }
 }
 
-pub(crate) async fn mismatched_or_duplicate_records_fail_without_leaking_hashes_or_changing_anything<B: Backend>() {
+pub(crate) async fn mismatched_or_duplicate_records_fail_without_leaking_hashes_or_changing_anything<
+    B: Backend,
+>() {
     let Some((_backend, store)) = fresh::<B>().await else {
         return;
     };
@@ -476,7 +480,10 @@ pub(crate) async fn purge_keeps_used_tokens_until_they_expire<B: Backend>() {
 
 /// Presents one token from `tasks` concurrent tasks spread over `stores`; returns the outcomes
 /// and checks the invariants that hold whatever the interleaving.
-async fn rotate_concurrently<S: GrantStore + 'static>(stores: &[Arc<S>], tasks: u8) -> Vec<Rotation> {
+async fn rotate_concurrently<S: GrantStore + 'static>(
+    stores: &[Arc<S>],
+    tasks: u8,
+) -> Vec<Rotation> {
     let g = grant("g-race", 30 * DAY);
     stores[0]
         .create_grant(&g, &token(1, &g, DAY))
