@@ -8,10 +8,10 @@
 //!   step), and the access-token revocation list. Authorization codes and PAR requests join it
 //!   with the authorization-code flow.
 //!
-//! Backends: [`MemoryReplayCache`] (bounded, expiring; one process) and [`SqliteStore`] (the
-//! embedded default, one file in the data directory, migrations applied when opened). For
-//! deployments with many replicas, `RedisReplayCache` (feature `redis`, on by default) shares
-//! the replay records in Redis; a PostgreSQL grant store will join it.
+//! Backends: [`MemoryReplayCache`] (bounded, expiring; one process), [`SqliteStore`] (the
+//! embedded default, one file in the data directory, migrations applied when opened) and, for
+//! deployments with many replicas, `PostgresStore` (feature `postgres`: the same semantics
+//! under row locks) with `RedisReplayCache` (feature `redis`: one `SET NX PX` per check).
 //!
 //! Every method returns [`StoreError`] when the backend cannot answer; callers refuse the request
 //! (503) rather than accept anything unchecked. Nothing here evicts an unexpired replay record
@@ -34,6 +34,10 @@ mod authz;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_authz;
 mod sqlite;
 mod sqlite_authz;
 
@@ -45,6 +49,8 @@ pub use authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode
 pub use memory::MemoryReplayCache;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisReplayCache, RedisReplayOptions};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. Callers answer 503 and consume nothing.

@@ -292,17 +292,17 @@ fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
     })
 }
 
-/// A presented refresh token joined with its grant.
-struct TokenRow {
-    grant: Grant,
-    token_expires_at: i64,
-    used: bool,
-    grant_revoked: bool,
+/// A presented refresh token joined with its grant (every SQL backend reads this shape).
+pub(crate) struct TokenRow {
+    pub(crate) grant: Grant,
+    pub(crate) token_expires_at: i64,
+    pub(crate) used: bool,
+    pub(crate) grant_revoked: bool,
 }
 
 impl TokenRow {
     /// The state [`GrantStore::refresh_token_state`] reports for it at `now`.
-    fn state(self, now: i64) -> RefreshTokenState {
+    pub(crate) fn state(self, now: i64) -> RefreshTokenState {
         if self.token_expires_at <= now
             || self.grant_revoked
             || db_time(self.grant.expires_at) <= now
