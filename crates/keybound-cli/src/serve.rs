@@ -248,26 +248,17 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         create_data_dir(&data_dir)?;
         let ring = keys::load_or_create(&data_dir, settings.signing_alg)
             .map_err(|e| Failure(e.to_string()))?;
-        let store = SqliteStore::open(&data_dir.join("keybound.db"))
-            .await
-            .map_err(|e| Failure(e.to_string()))?;
+        let store = open_store(&settings.config.store, &data_dir).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
         let listen = listener.local_addr().unwrap_or(args.listen);
         banner(&settings, listen, demo.as_ref());
-        let store = Arc::new(store);
-        tokio::spawn(purge_periodically(store.clone()));
+        tokio::spawn(purge_periodically(store.grants.clone()));
         let replay = replay_cache(settings.config.store.replay_url.as_deref(), REPLAY_CAPACITY)?;
         let state = Arc::new(
-            AppState::new(
-                settings,
-                ring,
-                replay.clone(),
-                store.clone(),
-                system_clock(),
-            )
-            .with_authorization_store(store),
+            AppState::new(settings, ring, replay.clone(), store.grants, system_clock())
+                .with_authorization_store(store.codes),
         );
         let mut app = router(state.clone()).merge(demo_api(&state, replay)?);
         if let Some(demo) = &demo {
@@ -373,7 +364,45 @@ fn demo_api(
 }
 
 /// Deletes expired refresh tokens, grants and revocations every ten minutes.
-async fn purge_periodically(store: Arc<SqliteStore>) {
+/// Grants and codes: shared in PostgreSQL for replicas (`[store] url`), else the SQLite file in
+/// the data directory.
+struct Stores {
+    grants: Arc<dyn keybound_store::GrantStore>,
+    codes: Arc<dyn keybound_store::AuthorizationStore>,
+}
+
+async fn open_store(
+    config: &keybound_server::StoreConfig,
+    data_dir: &Path,
+) -> Result<Stores, Failure> {
+    if let Some(url) = &config.url {
+        let mut options = keybound_store::PostgresOptions::default();
+        if let Some(schema) = &config.schema {
+            options = options.with_schema(schema.clone());
+        }
+        let store = Arc::new(
+            keybound_store::PostgresStore::connect(url, &options)
+                .await
+                .map_err(|e| Failure(format!("grant store: {e}")))?,
+        );
+        tracing::info!(store = ?store, "shared grant store");
+        return Ok(Stores {
+            grants: store.clone(),
+            codes: store,
+        });
+    }
+    let store = Arc::new(
+        SqliteStore::open(&data_dir.join("keybound.db"))
+            .await
+            .map_err(|e| Failure(e.to_string()))?,
+    );
+    Ok(Stores {
+        grants: store.clone(),
+        codes: store,
+    })
+}
+
+async fn purge_periodically(store: Arc<dyn keybound_store::GrantStore>) {
     let clock = system_clock();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {

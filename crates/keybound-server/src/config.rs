@@ -243,6 +243,9 @@ pub struct StoreConfig {
     /// Grants, refresh tokens, codes and pushed requests: `postgres://user@host/db`.
     /// Default: `keybound.db` in the data directory. Also `KEYBOUND_STORE_URL`.
     pub url: Option<String>,
+    /// With `url`: the PostgreSQL schema to use (created if missing). Default: the database's
+    /// search path (usually `public`).
+    pub schema: Option<String>,
     /// The DPoP and client-assertion replay cache: `redis://host:6379`. Default: in memory,
     /// which is correct for one replica only. Also `KEYBOUND_REPLAY_URL`.
     pub replay_url: Option<String>,

@@ -32,12 +32,12 @@
 
 mod authz;
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_authz;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod sqlite_authz;
 
@@ -47,10 +47,10 @@ use keybound_core::UnixTime;
 
 pub use authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode, Redemption};
 pub use memory::MemoryReplayCache;
-#[cfg(feature = "redis")]
-pub use redis::{DEFAULT_KEY_PREFIX, RedisReplayCache, RedisReplayOptions};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_KEY_PREFIX, RedisReplayCache, RedisReplayOptions};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. Callers answer 503 and consume nothing.
