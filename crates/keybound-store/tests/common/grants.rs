@@ -658,3 +658,79 @@ pub(crate) async fn a_newer_schema_is_refused<B: Backend>() {
     };
     assert!(message.contains("99"), "{message}");
 }
+
+/// The old token (an attacker's copy) presented while the client rotates the current one, from
+/// two stores at once: whichever runs first, the reuse is detected and the grant ends revoked,
+/// the client's new token included.
+pub(crate) async fn a_reuse_racing_a_rotation_always_revokes_the_grant<B: Backend>() {
+    let Some(backend) = B::create().await else {
+        return;
+    };
+    let stores = [
+        Arc::new(backend.open().await),
+        Arc::new(backend.open().await),
+    ];
+    for round in 0..20u8 {
+        let g = grant(&format!("g-{round}"), 30 * DAY);
+        let [old, current, next] = [3 * round, 3 * round + 1, 3 * round + 2];
+        stores[0]
+            .create_grant(&g, &token(old, &g, DAY))
+            .await
+            .unwrap();
+        assert!(matches!(
+            stores[0]
+                .rotate_refresh_token(&[old; 32], &token(current, &g, DAY), NOW)
+                .await
+                .unwrap(),
+            Rotation::Rotated(_)
+        ));
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let reuse = {
+            let (store, barrier) = (Arc::clone(&stores[0]), Arc::clone(&barrier));
+            let attempt = token(250, &g, DAY);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.rotate_refresh_token(&[old; 32], &attempt, NOW).await
+            })
+        };
+        let rotation = {
+            let (store, barrier) = (Arc::clone(&stores[1]), Arc::clone(&barrier));
+            let next = token(next, &g, DAY);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.rotate_refresh_token(&[current; 32], &next, NOW).await
+            })
+        };
+        let (reuse, rotation) = (
+            reuse.await.unwrap().unwrap(),
+            rotation.await.unwrap().unwrap(),
+        );
+        assert_eq!(reuse, Rotation::ReuseDetected(g.id.clone()), "{rotation:?}");
+        assert!(
+            matches!(rotation, Rotation::Rotated(_) | Rotation::Rejected),
+            "{rotation:?}"
+        );
+        for hash in [old, current, next] {
+            let state = stores[1]
+                .refresh_token_state(&[hash; 32], NOW)
+                .await
+                .unwrap();
+            assert!(
+                matches!(
+                    state,
+                    RefreshTokenState::Inactive | RefreshTokenState::Unknown
+                ),
+                "{hash}: {state:?}"
+            );
+        }
+        // The client's next token exists exactly when its rotation won.
+        assert_eq!(
+            stores[1]
+                .refresh_token_state(&[next; 32], NOW)
+                .await
+                .unwrap()
+                == RefreshTokenState::Inactive,
+            matches!(rotation, Rotation::Rotated(_))
+        );
+    }
+}

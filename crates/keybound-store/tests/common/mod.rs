@@ -134,6 +134,7 @@ macro_rules! store_suite {
             grants::concurrent_rotations_of_one_token_rotate_exactly_once,
             grants::concurrent_rotations_through_two_stores_rotate_exactly_once,
             grants::two_stores_opening_a_new_place_at_once_both_work,
+            grants::a_reuse_racing_a_rotation_always_revokes_the_grant,
             codes::of_concurrent_redemptions_exactly_one_wins,
             codes::of_concurrent_takes_of_a_pushed_request_exactly_one_gets_it,
         );
