@@ -14,12 +14,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{free_port, wait_for};
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use keybound_client::{ClientAuth, ClientError, DpopClient, parse_callback};
 use keybound_core::{Algorithm, ErrorCode, SigningKey};
@@ -40,25 +41,6 @@ impl Drop for Server {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("--- {}\n{log}", self.log.display());
         }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
