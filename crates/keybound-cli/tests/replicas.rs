@@ -232,6 +232,16 @@ async fn replicas_share_refresh_tokens_and_keys_and_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+    drop(d);
+    // Best effort: leave the test database as it was.
+    let schema = format!("kb_replicas_as_{}", std::process::id());
+    let _ = Command::new("psql")
+        .args([
+            pg.as_str(),
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .output();
 }
 
 /// Upstream API for the gateways.
