@@ -353,6 +353,30 @@ async fn read_token(
 }
 
 /// Inserts a refresh token.
+/// Inserts a new, unrevoked grant.
+pub(crate) async fn insert_grant(
+    conn: &mut sqlx::SqliteConnection,
+    grant: &Grant,
+    op: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO grants (id, client_id, subject, scope, created_at, expires_at, dpop_jkt, cert_x5t, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+    )
+    .bind(grant.id.0.as_str())
+    .bind(grant.client_id.as_str())
+    .bind(grant.subject.as_str())
+    .bind(grant.scope.as_str())
+    .bind(db_time(grant.created_at))
+    .bind(db_time(grant.expires_at))
+    .bind(grant.dpop_jkt.as_deref())
+    .bind(grant.cert_x5t.as_deref())
+    .execute(conn)
+    .await
+    .map_err(|err| unavailable(op, &err))?;
+    Ok(())
+}
+
 pub(crate) async fn insert_token(
     conn: &mut sqlx::SqliteConnection,
     token: &RefreshTokenRecord,
@@ -382,21 +406,7 @@ impl GrantStore for SqliteStore {
             )));
         }
         let mut tx = self.begin_write(OP).await?;
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, subject, scope, created_at, expires_at, dpop_jkt, cert_x5t, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(grant.id.0.as_str())
-        .bind(grant.client_id.as_str())
-        .bind(grant.subject.as_str())
-        .bind(grant.scope.as_str())
-        .bind(db_time(grant.created_at))
-        .bind(db_time(grant.expires_at))
-        .bind(grant.dpop_jkt.as_deref())
-        .bind(grant.cert_x5t.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(|err| unavailable(OP, &err))?;
+        insert_grant(&mut tx, grant, OP).await?;
         insert_token(&mut tx, first, OP).await?;
         tx.commit().await.map_err(|err| unavailable(OP, &err))
     }

@@ -4,7 +4,7 @@ use keybound_core::UnixTime;
 use sqlx::Row as _;
 
 use crate::authz::{AuthorizationCode, AuthorizationStore, CodeState, IssuedFromCode, Redemption};
-use crate::sqlite::{db_time, from_db_time, insert_token, unavailable};
+use crate::sqlite::{db_time, from_db_time, insert_grant, insert_token, unavailable};
 use crate::{GrantId, SqliteStore, StoreError};
 
 #[async_trait::async_trait]
@@ -95,21 +95,7 @@ impl AuthorizationStore for SqliteStore {
         .map_err(|err| unavailable(OP, &err))?
         .rows_affected();
         if consumed == 1 {
-            sqlx::query(
-                "INSERT INTO grants (id, client_id, subject, scope, created_at, expires_at, dpop_jkt, cert_x5t, revoked_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            )
-            .bind(grant.id.0.as_str())
-            .bind(grant.client_id.as_str())
-            .bind(grant.subject.as_str())
-            .bind(grant.scope.as_str())
-            .bind(db_time(grant.created_at))
-            .bind(db_time(grant.expires_at))
-            .bind(grant.dpop_jkt.as_deref())
-            .bind(grant.cert_x5t.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| unavailable(OP, &err))?;
+            insert_grant(&mut tx, grant, OP).await?;
             if let Some(refresh) = &issued.refresh {
                 insert_token(&mut tx, refresh, OP).await?;
             }
