@@ -51,6 +51,16 @@ pub(crate) enum Refusal {
     Client(ErrorCode, &'static str),
 }
 
+impl From<Refusal> for crate::error::OAuthError {
+    /// Where there is no page to show (`/par`), every refusal is a JSON error.
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Page(why) => Self::new(ErrorCode::InvalidRequest, why),
+            Refusal::Client(code, why) => Self::new(code, why),
+        }
+    }
+}
+
 fn mac(state: &AppState, purpose: &str, data: &[u8]) -> String {
     let mut ctx = hmac::Context::with_key(&state.session_key);
     ctx.update(purpose.as_bytes());
@@ -125,17 +135,6 @@ fn session(state: &AppState, headers: &HeaderMap, now: UnixTime) -> Option<(Stri
     let raw = cookie(headers, SESSION_COOKIE)?;
     let session: Session = unseal(state, "session", raw)?;
     (session.exp > now.as_secs()).then(|| (session.sub, raw.to_owned()))
-}
-
-/// Query or form parameters, each at most once (RFC 6749 §3.1).
-pub(crate) fn single_params(text: &str) -> Option<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for (name, value) in form_urlencoded::parse(text.as_bytes()) {
-        if out.insert(name.into_owned(), value.into_owned()).is_some() {
-            return None;
-        }
-    }
-    Some(out)
 }
 
 /// The client and redirect URI, which decide whether errors can go back to the client.
@@ -283,7 +282,7 @@ pub(crate) async fn authorize(
     headers: HeaderMap,
 ) -> Response {
     let now = state.now();
-    let Some(params) = single_params(query.as_deref().unwrap_or_default()) else {
+    let Ok(params) = Form::parse_query(query.as_deref().unwrap_or_default()) else {
         return pages::error(
             StatusCode::BAD_REQUEST,
             "a parameter appears more than once",

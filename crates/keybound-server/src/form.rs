@@ -33,6 +33,19 @@ impl Form {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
+        Self::fields(body).map(Self)
+    }
+
+    /// Reads a query string (`/authorize`) by the same rules as a body: each name at most once
+    /// (RFC 6749 §3.1), at most the same number of parameters.
+    ///
+    /// # Errors
+    /// `invalid_request`.
+    pub(crate) fn parse_query(query: &str) -> Result<HashMap<String, String>, OAuthError> {
+        Self::fields(query.as_bytes())
+    }
+
+    fn fields(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
         let mut map = HashMap::new();
         for (name, value) in form_urlencoded::parse(body) {
             if map.len() == MAX_PARAMS {
@@ -51,7 +64,7 @@ impl Form {
                 ));
             }
         }
-        Ok(Self(map))
+        Ok(map)
     }
 
     /// Parses a request's body, using its `Content-Type` header.

@@ -10,16 +10,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use keybound_core::dpop::ProofError;
 use keybound_core::{ErrorCode, Htu};
 use keybound_tls::ClientCertificate;
 use serde_json::json;
 
-use crate::authorize::{Refusal, client_and_redirect, validate};
+use crate::authorize::{client_and_redirect, validate};
 use crate::error::{OAuthError, no_store};
 use crate::form::Form;
 use crate::state::AppState;
-use crate::token::{Caller, authenticate_client, sha256, store_unavailable, verify_proof_at};
+use crate::token::{
+    Caller, authenticate_client, record_proof, sha256, store_unavailable, verify_proof_at,
+};
 
 /// Parameters that authenticate the client, not part of the authorization request.
 const AUTH_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "client_assertion_type"];
@@ -59,14 +60,8 @@ async fn push(state: &AppState, caller: &Caller<'_>, body: &[u8]) -> Result<Resp
         ));
     }
     params.insert("client_id".into(), client.config.client_id.clone());
-    let (_, redirect_uri) = client_and_redirect(state, &params).map_err(|r| match r {
-        Refusal::Page(why) => OAuthError::new(ErrorCode::InvalidRequest, why),
-        Refusal::Client(code, why) => OAuthError::new(code, why),
-    })?;
-    validate(client, redirect_uri, &params, now).map_err(|r| match r {
-        Refusal::Page(why) => OAuthError::new(ErrorCode::InvalidRequest, why),
-        Refusal::Client(code, why) => OAuthError::new(code, why),
-    })?;
+    let (_, redirect_uri) = client_and_redirect(state, &params).map_err(OAuthError::from)?;
+    validate(client, redirect_uri, &params, now).map_err(OAuthError::from)?;
     // RFC 9449 §10.1: the proof's key is the dpop_jkt; both present and different is refused.
     let par_url = Htu::parse(&state.endpoint("/par")).ok();
     let alias = state
@@ -95,21 +90,7 @@ async fn push(state: &AppState, caller: &Caller<'_>, body: &[u8]) -> Result<Resp
         .await
         .map_err(|f| f.into_error(false))?;
     if let Some(proof) = &proof {
-        let key = proof.replay_key();
-        match state
-            .replay
-            .insert_once(*key.digest(), key.expires_at(), now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidDpopProof,
-                    ProofError::Replayed.to_string(),
-                ));
-            }
-            Err(e) => return Err(store_unavailable(&e)),
-        }
+        record_proof(state, proof, now).await?;
     }
     let request_uri = format!("urn:ietf:params:oauth:request_uri:{}", state.random_token());
     let lifetime = state.settings.config.authorize.par_lifetime_secs;

@@ -137,17 +137,7 @@ async fn handle(
             failure.into_error(false)
         })?;
     if let TokenBinding::Dpop(proof) = &binding {
-        let key = proof.replay_key();
-        match state
-            .replay
-            .insert_once(*key.digest(), key.expires_at(), now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Err(rejected_proof(state, &ProofError::Replayed, now)),
-            Err(e) => return Err(store_unavailable(&e)),
-        }
-        state.metrics.proof_accepted();
+        record_proof(state, proof, now).await?;
     }
 
     match grant_type {
@@ -281,6 +271,28 @@ pub(crate) fn verify_proof_at(
         (result, _) => result,
     };
     result.map(Some).map_err(|e| rejected_proof(state, &e, now))
+}
+
+/// Records a verified proof's `jti` (rule 11), once every stateless check has passed: a replay
+/// is `invalid_dpop_proof`, an unavailable cache 503.
+pub(crate) async fn record_proof(
+    state: &AppState,
+    proof: &VerifiedProof,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    let key = proof.replay_key();
+    match state
+        .replay
+        .insert_once(*key.digest(), key.expires_at(), now)
+        .await
+    {
+        Ok(true) => {
+            state.metrics.proof_accepted();
+            Ok(())
+        }
+        Ok(false) => Err(rejected_proof(state, &ProofError::Replayed, now)),
+        Err(e) => Err(store_unavailable(&e)),
+    }
 }
 
 fn rejected_proof(state: &AppState, error: &ProofError, now: UnixTime) -> OAuthError {
