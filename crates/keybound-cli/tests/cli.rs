@@ -3,6 +3,9 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Killed, free_port};
 use std::process::{Command, Output};
 
 fn keybound(args: &[&str]) -> Output {
@@ -20,25 +23,6 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).unwrap();
     path
-}
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -60,7 +44,7 @@ fn serve_prints_a_command_that_gets_a_dpop_bound_token() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
+    let _server = Killed(child);
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut banner = Vec::new();
     for line in lines.by_ref() {

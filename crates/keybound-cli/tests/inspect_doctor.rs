@@ -1,6 +1,9 @@
 //! `keybound inspect` and `keybound doctor` as a user runs them: the check or finding that names the problem, `--json`, exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Killed, free_port};
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::process::{Command, Output, Stdio};
 
@@ -42,25 +45,6 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).unwrap();
     path
-}
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn json_of(out: &Output) -> Value {
@@ -391,7 +375,7 @@ fn drain(stdout: std::process::ChildStdout) -> std::sync::mpsc::IntoIter<String>
 }
 
 /// `keybound serve` in development mode: the server, its issuer and the demo client's secret.
-fn serve(name: &str) -> (Server, String, String, std::path::PathBuf) {
+fn serve(name: &str) -> (Killed, String, String, std::path::PathBuf) {
     let port = free_port();
     let data = temp_file("unused", "").with_file_name(format!("{name}-{port}"));
     let mut child = command()
@@ -407,7 +391,7 @@ fn serve(name: &str) -> (Server, String, String, std::path::PathBuf) {
         .spawn()
         .unwrap();
     let mut lines = drain(child.stdout.take().unwrap());
-    let server = Server(child);
+    let server = Killed(child);
     // The banner is printed once the listener is bound.
     let secret = lines
         .find(|line| line.contains("demo-confidential"))
@@ -521,7 +505,7 @@ fn doctor_finds_the_htu_mismatch_behind_a_gateway_with_another_public_url() {
         .spawn()
         .unwrap();
     let mut lines = drain(child.stdout.take().unwrap());
-    let _gateway = Server(child);
+    let _gateway = Killed(child);
     // It prints one line once it listens.
     lines.next().expect("the gateway starts");
 
