@@ -77,10 +77,9 @@ pub trait ReplayCache: Send + Sync + fmt::Debug {
         now: UnixTime,
     ) -> Result<bool, StoreError>;
 
-    /// Whether the cache can answer now (readiness). In-process caches always can.
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// Whether the cache can answer now (readiness). Required of every backend, so that none
+    /// reports ready by default while it cannot answer.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Identifies a grant: what one client obtained for one subject, across refresh rotations.

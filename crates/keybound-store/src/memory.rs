@@ -221,6 +221,11 @@ impl ReplayCache for MemoryReplayCache {
     ) -> Result<bool, StoreError> {
         self.insert_once_sync(key, expires_at, now)
     }
+
+    /// In this process: it can always answer.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

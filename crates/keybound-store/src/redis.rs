@@ -299,4 +299,8 @@ impl ReplayCache for RedisReplayCache {
             other => Err(unexpected("SET NX", &other)),
         }
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Self::ping(self).await
+    }
 }

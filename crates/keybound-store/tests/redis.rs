@@ -439,6 +439,12 @@ async fn fails_closed_while_redis_is_down_and_recovers_without_a_new_cache() {
         cache.ping().await,
         Err(StoreError::Unavailable(_))
     ));
+    // Readiness as `/readyz` asks for it, through the trait.
+    let as_replay_cache: &dyn ReplayCache = &cache;
+    assert!(matches!(
+        as_replay_cache.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
 
     server.start().await;
     // The reconnection runs in the background; until it is through, calls still fail closed.
