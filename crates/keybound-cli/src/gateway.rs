@@ -48,6 +48,10 @@ pub(crate) struct GatewayArgs {
     /// `Client-Cert` is read.
     #[arg(long, env = "KEYBOUND_FORWARDED_CERT_HEADER")]
     forwarded_cert_header: Option<String>,
+    /// Where the gateway answers its own probes instead of forwarding: `<prefix>/healthz`
+    /// (alive) and `<prefix>/readyz` (replay cache and issuer keys; 503 naming what is down).
+    #[arg(long, env = "KEYBOUND_HEALTH_PREFIX", default_value = "/_keybound")]
+    health_prefix: String,
 }
 
 fn forwarded_certificates(
@@ -114,6 +118,7 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
     ));
     let mut gateway_config = GatewayConfig::new(&args.upstream);
     gateway_config.forwarded_certificates = forwarded_certificates(args)?;
+    gateway_config.health_prefix.clone_from(&args.health_prefix);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {

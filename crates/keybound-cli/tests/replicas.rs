@@ -374,7 +374,15 @@ async fn one_proof_is_accepted_once_across_gateway_replicas_and_redis_down_means
     wait_for(gw3, "keybound gateway 3");
     let api3 = format!("{public3}/api/hello");
     let fresh = || client.proof("GET", &api3, Some(&token)).unwrap();
+    let health = |what: &'static str| {
+        let url = format!("{public3}/_keybound/{what}");
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
     assert_eq!(send(gw3, fresh()).await, 200);
+    assert_eq!(health("readyz").await.0, 200);
     drop(own_redis);
     for _ in 0..5 {
         assert_eq!(
@@ -383,6 +391,10 @@ async fn one_proof_is_accepted_once_across_gateway_replicas_and_redis_down_means
             "Redis is down: refuse, never accept"
         );
     }
+    let (status, body) = health("readyz").await;
+    assert_eq!(status, 503, "not ready without its replay cache");
+    assert!(body.contains("replay cache"), "{body}");
+    assert_eq!(health("healthz").await.0, 200, "but alive");
     own_redis = start_redis();
     wait_for(redis_port, "redis-server again");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -398,5 +410,6 @@ async fn one_proof_is_accepted_once_across_gateway_replicas_and_redis_down_means
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(health("readyz").await.0, 200, "ready again");
     drop(own_redis);
 }

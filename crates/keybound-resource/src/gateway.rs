@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 use crate::layer::ResourceLayer;
 use crate::verifier::{ResourceVerifier, VerifiedToken};
@@ -43,6 +44,10 @@ pub struct GatewayConfig {
     /// Proxies trusted to forward client certificates (for certificate-bound tokens behind a
     /// TLS-terminating proxy). Defaults to none: forwarded certificates are stripped, ignored.
     pub forwarded_certificates: Option<ForwardedCertificates>,
+    /// Where the gateway answers its own health checks instead of forwarding:
+    /// `<prefix>/healthz` (liveness) and `<prefix>/readyz` (replay cache and issuer keys).
+    /// Defaults to `/_keybound`, out of the way of the upstream's own paths.
+    pub health_prefix: String,
 }
 
 impl GatewayConfig {
@@ -54,6 +59,7 @@ impl GatewayConfig {
             max_body: 10 << 20,
             timeout: Duration::from_secs(30),
             forwarded_certificates: None,
+            health_prefix: "/_keybound".to_owned(),
         }
     }
 }
@@ -163,11 +169,35 @@ pub fn gateway_router(
         .timeout(config.timeout)
         .build()
         .map_err(|e| e.to_string())?;
+    let prefix = config.health_prefix.trim_end_matches('/').to_owned();
+    if !prefix.starts_with('/') || prefix.contains(['?', '#', '{', '}', '*']) {
+        return Err(format!(
+            "health prefix {prefix:?}: must be a path like /_keybound"
+        ));
+    }
     let certificates = ClientCertLayer::new(config.forwarded_certificates.clone());
     let gateway = Arc::new(Gateway { config, http });
-    Ok(axum::Router::new()
+    let protected = axum::Router::new()
         .fallback(forward)
         .with_state(gateway)
-        .layer(ResourceLayer::new(verifier))
-        .layer(certificates))
+        .layer(ResourceLayer::new(verifier.clone()))
+        .layer(certificates);
+    let health = axum::Router::new()
+        .route(&format!("{prefix}/healthz"), get(|| async { "ok" }))
+        .route(&format!("{prefix}/readyz"), get(readyz))
+        .with_state(verifier);
+    Ok(health.merge(protected))
+}
+
+/// Ready when the replay cache answers and the issuer's keys are loaded; else 503 naming what
+/// is not.
+async fn readyz(State(verifier): State<Arc<ResourceVerifier>>) -> Response {
+    match verifier.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(failures) => {
+            tracing::warn!(?failures, "not ready");
+            let body = serde_json::json!({ "ready": false, "failures": failures });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
 }

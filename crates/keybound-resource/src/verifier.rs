@@ -247,6 +247,27 @@ impl ResourceVerifier {
         &self.metrics
     }
 
+    /// Whether requests can be verified now (readiness): the replay cache answers, and the
+    /// issuer's keys are loaded (fetched first if needed). Each failure is described.
+    ///
+    /// # Errors
+    /// The list of what is not ready.
+    pub async fn ready(&self) -> Result<(), Vec<String>> {
+        let mut failures = Vec::new();
+        if let Err(e) = self.replay.ping().await {
+            failures.push(format!("replay cache: {e}"));
+        }
+        let needs_keys = !matches!(self.keys, KeySource::Introspection(_));
+        if needs_keys && self.keys.keys().await.is_none() {
+            failures.push("issuer keys: none could be fetched".to_owned());
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
+    }
+
     fn reject(&self, rejection: Rejection) -> Rejection {
         if let Ok(mut map) = self.metrics.rejected.lock() {
             *map.entry(rejection.reason()).or_default() += 1;
