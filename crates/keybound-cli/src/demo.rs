@@ -49,12 +49,8 @@ async fn start() -> Result<(String, std::path::PathBuf), Failure> {
         system_clock(),
     );
     let config = ResourceConfig::new(&base, state.audience(), &base);
-    let verifier = ResourceVerifier::new(
-        config,
-        KeySource::Static(Arc::new(state.key_set().clone())),
-        replay,
-    )
-    .map_err(fail)?;
+    let verifier =
+        ResourceVerifier::new(config, KeySource::Static(state.key_set()), replay).map_err(fail)?;
     async fn orders(token: VerifiedToken) -> String {
         format!("3 orders for {}", token.claims.sub)
     }

@@ -12,6 +12,7 @@ mod doctor;
 mod gateway;
 mod inspect;
 mod serve;
+mod signing_keys;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,8 @@ enum Command {
     ///
     /// Example: `keybound gateway --upstream http://127.0.0.1:3000 --issuer https://as.example --public-url https://api.example`
     Gateway(gateway::GatewayArgs),
-    /// Manage the signing keys in the data directory.
+    /// Manage the signing keys: in the data directory, or with a PostgreSQL store in the
+    /// database that every replica follows.
     ///
     /// Example: `keybound keys rotate --config keybound.toml`
     Keys {
@@ -84,6 +86,11 @@ enum Command {
     ///
     /// Example: `keybound doctor --issuer https://as.example --resource https://api.example/orders --client-id app --key client.pem`
     Doctor(doctor::DoctorArgs),
+    /// Print 32 random bytes in base64url: a value for KEYBOUND_KEY_ENCRYPTION_KEY or
+    /// KEYBOUND_NONCE_SECRETS.
+    ///
+    /// Example: `export KEYBOUND_KEY_ENCRYPTION_KEY=$(keybound secret)`
+    Secret,
     /// Read a client secret on standard input and print the `client_secret_sha256` to configure.
     ///
     /// Example: `printf %s "$SECRET" | keybound hash-secret`
@@ -106,7 +113,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum KeysAction {
     /// Make the next key current, keep the current one as previous, and generate a new next key.
-    /// Restart the servers afterwards.
+    /// Keys in files: restart the servers afterwards. Keys in PostgreSQL: running replicas
+    /// switch within 10 s.
     Rotate(serve::ServeArgs),
 }
 
@@ -122,9 +130,13 @@ fn main() -> ExitCode {
         }
         Command::Keys {
             action: KeysAction::Rotate(args),
-        } => serve::rotate(args).map(|kid| {
+        } => serve::rotate(args).map(|(kid, followed)| {
             if cli.json {
-                println!("{}", json!({ "current_kid": kid }));
+                println!("{}", json!({ "current_kid": kid, "replicas_follow": followed }));
+            } else if followed {
+                println!(
+                    "rotated in the shared store; the current signing key is now {kid}. Running replicas switch to it within `[store] key_reload_secs` (default 10 s)."
+                );
             } else {
                 println!(
                     "rotated; the current signing key is now {kid}. Restart the servers to use it."
@@ -142,6 +154,7 @@ fn main() -> ExitCode {
         }
         Command::Inspect(args) => return inspect::inspect(args, cli.json),
         Command::Doctor(args) => return doctor::doctor(args, cli.json),
+        Command::Secret => secret(cli.json),
         Command::HashSecret => hash_secret(cli.json),
         Command::HashPassword => hash_password(cli.json),
         Command::Thumbprint { file } => thumbprint(file, cli.json),
@@ -172,6 +185,22 @@ fn init_logging() {
     } else {
         builder.init();
     }
+}
+
+fn secret(as_json: bool) -> Result<(), Failure> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    use base64::Engine as _;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| Failure("the system random generator failed".into()))?;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref());
+    if as_json {
+        println!("{}", json!({ "secret": secret }));
+    } else {
+        println!("{secret}");
+    }
+    Ok(())
 }
 
 fn hash_secret(as_json: bool) -> Result<(), Failure> {

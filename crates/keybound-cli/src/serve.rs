@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use keybound_core::{Algorithm, SigningKey};
-use keybound_server::{AppState, Config, Validated, hash_secret, keys, router, system_clock};
+use keybound_server::{AppState, Config, Validated, hash_secret, router, system_clock};
 use keybound_store::{MemoryReplayCache, SqliteStore};
 
 use crate::Failure;
+use crate::signing_keys::{AsKeys, KeyHome, kid};
 
 /// Replay-cache capacity of a single node (about 56 MB at the limit).
 const REPLAY_CAPACITY: usize = 1 << 20;
@@ -245,10 +246,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         let data_dir = settings.config.data_dir.clone();
         let mtls_config = settings.config.mtls.clone();
+        let key_reload_secs = settings.config.store.key_reload_secs;
         create_data_dir(&data_dir)?;
-        let ring = keys::load_or_create(&data_dir, settings.signing_alg)
-            .map_err(|e| Failure(e.to_string()))?;
         let store = open_store(&settings.config.store, &data_dir).await?;
+        let ring = store.keys.load(settings.signing_alg).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -260,6 +261,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             AppState::new(settings, ring, replay.clone(), store.grants, system_clock())
                 .with_authorization_store(store.codes),
         );
+        store.keys.follow_rotations(state.clone(), key_reload_secs);
         let mut app = router(state.clone()).merge(demo_api(&state, replay)?);
         if let Some(demo) = &demo {
             let key = keybound_client::load_key_file(&demo.key_file, None)
@@ -338,14 +340,14 @@ pub(crate) fn replay_cache(
 }
 
 fn demo_api(
-    state: &AppState,
+    state: &Arc<AppState>,
     replay: Arc<dyn keybound_store::ReplayCache>,
 ) -> Result<axum::Router, Failure> {
     use keybound_resource::{
         KeySource, ResourceConfig, ResourceLayer, ResourceVerifier, VerifiedToken,
     };
     let config = ResourceConfig::new(state.issuer(), state.audience(), state.issuer());
-    let keys = KeySource::Static(Arc::new(state.key_set().clone()));
+    let keys = KeySource::Current(Arc::new(AsKeys(state.clone())));
     let verifier =
         ResourceVerifier::new(config, keys, replay).map_err(|e| Failure(e.to_string()))?;
     async fn whoami(token: VerifiedToken) -> axum::Json<serde_json::Value> {
@@ -369,6 +371,7 @@ fn demo_api(
 struct Stores {
     grants: Arc<dyn keybound_store::GrantStore>,
     codes: Arc<dyn keybound_store::AuthorizationStore>,
+    keys: KeyHome,
 }
 
 async fn open_store(
@@ -387,6 +390,7 @@ async fn open_store(
         );
         tracing::info!(store = ?store, "shared grant store");
         return Ok(Stores {
+            keys: KeyHome::shared(store.clone())?,
             grants: store.clone(),
             codes: store,
         });
@@ -399,6 +403,7 @@ async fn open_store(
     Ok(Stores {
         grants: store.clone(),
         codes: store,
+        keys: KeyHome::Files(data_dir.to_owned()),
     })
 }
 
@@ -414,13 +419,15 @@ async fn purge_periodically(store: Arc<dyn keybound_store::GrantStore>) {
     }
 }
 
-/// `keybound keys rotate`.
-pub(crate) fn rotate(args: &ServeArgs) -> Result<String, Failure> {
+/// `keybound keys rotate`: in the data directory, or in the shared store that every replica
+/// follows. Returns the new current `kid` and whether the replicas pick it up by themselves.
+pub(crate) fn rotate(args: &ServeArgs) -> Result<(String, bool), Failure> {
     let (settings, _, _) = load(args)?;
-    let ring = keys::rotate(&settings.config.data_dir, settings.signing_alg)
-        .map_err(|e| Failure(e.to_string()))?;
-    Ok(ring.signer().jwks_entry()["kid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let store = open_store(&settings.config.store, &settings.config.data_dir).await?;
+        let ring = store.keys.rotate(settings.signing_alg).await?;
+        Ok((kid(&ring), matches!(store.keys, KeyHome::Store(..))))
+    })
 }

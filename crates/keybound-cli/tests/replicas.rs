@@ -6,7 +6,10 @@
 //! - one refresh token redeemed on both AS replicas at once: exactly one succeeds, and the
 //!   reuse revokes the grant;
 //! - Redis stopped mid-run: only 503s, never an acceptance; back without a restart;
-//! - an AS replica killed and restarted: no refresh token and no key lost.
+//! - an AS replica killed and restarted: no refresh token and no key lost;
+//! - signing keys in PostgreSQL: replicas on separate data directories publish one JWKS, and
+//!   `keybound keys rotate` reaches both without a restart; tokens signed before and after the
+//!   rotation are accepted by either replica.
 //!
 //! `KEYBOUND_POSTGRES_URL` and `KEYBOUND_REDIS_URL` name the services (`.ci/run` sets them and
 //! fails when they are down). Without them the test says why and passes, except under CI.
@@ -42,6 +45,8 @@ fn services() -> Option<(String, String)> {
 }
 
 const NONCE_SECRETS: &str = "c2hhcmVkLW5vbmNlLXNlY3JldC1vZi1ldmVyeS1yZXBsaWNhLTAxMjM0NQ";
+/// Seals the signing keys in PostgreSQL; the same on every replica.
+const KEY_ENCRYPTION_KEY: &str = "a2V5LWVuY3J5cHRpb24ta2V5LW9mLWV2ZXJ5LXJlcGw";
 
 fn keybound(args: &[&str], dir: &Path, log: &str) -> Killed {
     let log = std::fs::File::create(dir.join(log)).unwrap();
@@ -51,6 +56,7 @@ fn keybound(args: &[&str], dir: &Path, log: &str) -> Killed {
             .env_remove("KEYBOUND_LISTEN")
             .env_remove("KEYBOUND_CONFIG")
             .env("KEYBOUND_NONCE_SECRETS", NONCE_SECRETS)
+            .env("KEYBOUND_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -64,6 +70,8 @@ struct Deployment {
     issuer: String,
     ports: [u16; 2],
     replicas: Vec<Killed>,
+    /// Signing keys in PostgreSQL (else in replica 0's data directory).
+    shared_keys: bool,
 }
 
 impl Deployment {
@@ -92,9 +100,9 @@ client_secret_sha256 = "{hash}"
 grant_types = ["client_credentials", "refresh_token"]
 dpop_bound_access_tokens = true
 "#,
-                data = dir.join("data").display(),
+                data = dir.join("data-0").display(),
                 pg = pg.map_or_else(String::new, |pg| format!(
-                    "url = \"{pg}\"\nschema = \"{schema}\"\n"
+                    "url = \"{pg}\"\nschema = \"{schema}\"\nkey_reload_secs = 1\n"
                 )),
                 hash = keybound_server::hash_secret("s3cret-s3cret"),
             ),
@@ -106,16 +114,22 @@ dpop_bound_access_tokens = true
             issuer,
             ports,
             replicas: Vec::new(),
+            shared_keys: pg.is_some(),
         };
-        // One after the other: the first creates the signing keys in the shared key directory.
-        for (i, port) in ports.into_iter().enumerate() {
+        // Both at once: with PostgreSQL both race to create the signing keys in the database,
+        // and one set wins; without it, replica 1 shares replica 0's key directory.
+        for i in 0..2 {
             deployment.replicas.push(deployment.spawn(i));
+        }
+        for port in ports {
             wait_for(port, "keybound serve");
         }
         deployment
     }
 
+    /// Replica `i`, on a data directory of its own when the keys are in PostgreSQL.
     fn spawn(&self, i: usize) -> Killed {
+        let data = if self.shared_keys { i } else { 0 };
         keybound(
             &[
                 "serve",
@@ -123,6 +137,8 @@ dpop_bound_access_tokens = true
                 self.config.to_str().unwrap(),
                 "--listen",
                 &format!("127.0.0.1:{}", self.ports[i]),
+                "--data-dir",
+                self.dir.join(format!("data-{data}")).to_str().unwrap(),
             ],
             &self.dir,
             &format!("as-{i}.log"),
@@ -166,6 +182,43 @@ async fn refresh_at(
         .send()
         .await
         .unwrap()
+}
+
+/// The `kid`s of a JWKS document: current, next, previous.
+fn kids(jwks: &str) -> Vec<String> {
+    let jwks: serde_json::Value = serde_json::from_str(jwks).unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `kid` in an access token's header.
+fn token_kid(token: &str) -> String {
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// `GET /api/whoami` on replica `i` with a fresh proof for the public URL; the status.
+async fn whoami_at(d: &Deployment, client: &DpopClient, i: usize, token: &str) -> u16 {
+    let proof = client
+        .proof("GET", &format!("{}/api/whoami", d.issuer), Some(token))
+        .unwrap();
+    reqwest::Client::new()
+        .get(format!("{}/api/whoami", d.replica_url(i)))
+        .header("Authorization", format!("DPoP {token}"))
+        .header("DPoP", proof)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -232,6 +285,46 @@ async fn replicas_share_refresh_tokens_and_keys_and_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+
+    // `keybound keys rotate` against the database: both replicas switch by themselves.
+    let old_kids = kids(&before);
+    let rotate = Command::new(env!("CARGO_BIN_EXE_keybound"))
+        .args(["keys", "rotate", "--json", "--config"])
+        .arg(&d.config)
+        .env("KEYBOUND_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY)
+        .output()
+        .unwrap();
+    assert!(rotate.status.success(), "{rotate:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&rotate.stdout).unwrap();
+    assert_eq!(
+        answer["current_kid"],
+        old_kids[1].as_str(),
+        "next became current"
+    );
+    assert_eq!(answer["replicas_follow"], true);
+    let mut after = [String::new(), String::new()];
+    for _ in 0..100 {
+        after = [jwks(0).await, jwks(1).await];
+        if after.iter().all(|j| *j != before) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after[0], after[1], "one JWKS after the rotation");
+    assert_eq!(kids(&after[0])[0], old_kids[1]);
+    let new_token = client
+        .client_credentials(&metadata, &auth(), None)
+        .await
+        .unwrap();
+    assert_eq!(token_kid(&new_token.access_token), old_kids[1]);
+    // Each replica's protected API accepts tokens signed before and after the rotation, by
+    // either replica.
+    for i in 0..2 {
+        for access in [&token.access_token, &new_token.access_token] {
+            let status = whoami_at(&d, &client, i, access).await;
+            assert_eq!(status, 200, "replica {i}");
+        }
+    }
     drop(d);
     // Best effort: leave the test database as it was.
     let schema = format!("kb_replicas_as_{}", std::process::id());

@@ -51,12 +51,8 @@ async fn start_with(tag: &str, extra: &str) -> String {
     );
     let rs_ring = NonceKeyRing::new(&issuer, &NonceSecret::new(&[9; 32]).unwrap(), None);
     let config = ResourceConfig::new(&issuer, state.audience(), &issuer).nonces(rs_ring, true);
-    let verifier = ResourceVerifier::new(
-        config,
-        KeySource::Static(Arc::new(state.key_set().clone())),
-        replay,
-    )
-    .unwrap();
+    let verifier =
+        ResourceVerifier::new(config, KeySource::Static(state.key_set()), replay).unwrap();
     async fn whoami(token: VerifiedToken) -> String {
         token.claims.client_id.clone()
     }

@@ -75,11 +75,20 @@ pub struct JwksSource {
     max_age: Duration,
 }
 
+/// Keys that change while the process runs, for [`KeySource::Current`].
+pub trait CurrentKeys: Send + Sync + std::fmt::Debug {
+    /// The keys as they are now. Called once per request: make it cheap (an `Arc` clone).
+    fn current_keys(&self) -> Arc<KeySet>;
+}
+
 /// A key source for the resource verifier.
 #[derive(Debug)]
 pub enum KeySource {
-    /// Keys given at construction (e.g. an AS in the same process, or tests).
+    /// Keys given at construction (tests, or keys that never rotate).
     Static(Arc<KeySet>),
+    /// Keys read on every request from their owner: an AS in the same process, whose key ring
+    /// rotates while it runs.
+    Current(Arc<dyn CurrentKeys>),
     /// The issuer's JWKS over HTTP.
     Jwks(Box<JwksSource>),
     /// Opaque tokens, introspected at the AS (RFC 7662).
@@ -252,6 +261,7 @@ impl KeySource {
     pub(crate) async fn keys(&self) -> Option<Arc<KeySet>> {
         match self {
             Self::Static(keys) => Some(keys.clone()),
+            Self::Current(source) => Some(source.current_keys()),
             Self::Introspection(_) => None,
             Self::Jwks(source) => {
                 let (keys, stale) = match source.current.read().await.as_ref() {
@@ -269,7 +279,7 @@ impl KeySource {
     /// Called when a token names an unknown `kid`: a rate-limited refetch.
     pub(crate) async fn unknown_kid(&self) -> Option<Arc<KeySet>> {
         match self {
-            Self::Static(_) | Self::Introspection(_) => None,
+            Self::Static(_) | Self::Current(_) | Self::Introspection(_) => None,
             Self::Jwks(source) => source.refresh_rate_limited().await,
         }
     }

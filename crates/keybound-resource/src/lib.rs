@@ -41,7 +41,7 @@ mod verifier;
 
 pub use gateway::{CLAIM_HEADER_PREFIX, GatewayConfig, gateway_router};
 pub use introspection::{IntrospectionError, IntrospectionSource};
-pub use keys::{JwksSource, KeyFetchError, KeySource, MAX_DOCUMENT};
+pub use keys::{CurrentKeys, JwksSource, KeyFetchError, KeySource, MAX_DOCUMENT};
 pub use layer::{ResourceLayer, ResourceService};
 pub use rejection::Rejection;
 pub use verifier::{

@@ -249,6 +249,9 @@ pub struct StoreConfig {
     /// The DPoP and client-assertion replay cache: `redis://host:6379`. Default: in memory,
     /// which is correct for one replica only. Also `KEYBOUND_REPLAY_URL`.
     pub replay_url: Option<String>,
+    /// With `url`: how often each replica checks the database for a signing-key rotation made
+    /// elsewhere, in seconds (1 to 3600; default 10).
+    pub key_reload_secs: Option<u64>,
 }
 
 /// `[[users]]`: a person who can sign in.
@@ -429,6 +432,13 @@ impl Config {
         }
         let token_htu = Htu::parse(&format!("{}/token", base.as_str().trim_end_matches('/')))
             .map_err(|e| bad("issuer", e.to_string()))?;
+        if self
+            .store
+            .key_reload_secs
+            .is_some_and(|secs| !(1..=3600).contains(&secs))
+        {
+            return Err(bad("store.key_reload_secs", "must be 1 to 3600"));
+        }
         let t = &self.tokens;
         if !(1..=86_400).contains(&t.access_token_lifetime_secs) {
             return Err(bad(

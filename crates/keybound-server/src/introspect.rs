@@ -39,7 +39,7 @@ async fn live_access_token(
     token: &str,
     now: UnixTime,
 ) -> Result<Option<AccessTokenClaims>, OAuthError> {
-    let Ok(claims) = state.own_tokens.verify(token, now) else {
+    let Ok(claims) = state.published().own_tokens.verify(token, now) else {
         return Ok(None);
     };
     let revoked = state

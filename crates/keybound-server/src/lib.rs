@@ -174,7 +174,7 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = Json(state.keys.jwks().clone()).into_response();
+    let mut response = Json(state.published().ring.jwks().clone()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=300"),

@@ -1,7 +1,7 @@
 //! Everything a request handler needs, built once at start.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
@@ -31,14 +31,32 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// The key ring in use and the verifier of the AS's own tokens made from it, swapped together.
+pub(crate) struct Published {
+    /// Signs tokens; publishes the JWKS.
+    pub(crate) ring: KeyRing,
+    /// Verifies this AS's own access tokens (introspection, revocation).
+    pub(crate) own_tokens: AccessTokenVerifier,
+}
+
+impl Published {
+    fn new(ring: KeyRing, settings: &Validated) -> Self {
+        let own_tokens = AccessTokenVerifier::new(
+            (**ring.key_set()).clone(),
+            settings.issuer.clone(),
+            settings.audience.clone(),
+        );
+        Self { ring, own_tokens }
+    }
+}
+
 /// The Authorization Server's shared state.
 pub struct AppState {
     pub(crate) settings: Validated,
-    pub(crate) keys: KeyRing,
+    keys: RwLock<Arc<Published>>,
     pub(crate) clients: Clients,
     pub(crate) proofs: ProofVerifier,
     pub(crate) nonces: NonceKeyRing,
-    pub(crate) own_tokens: AccessTokenVerifier,
     pub(crate) replay: Arc<dyn ReplayCache>,
     pub(crate) grants: Arc<dyn GrantStore>,
     pub(crate) metrics: Metrics,
@@ -77,11 +95,7 @@ impl AppState {
             settings.nonce_previous.as_ref(),
         );
         let proofs = ProofVerifier::new(&settings.dpop_algorithms, settings.iat_window);
-        let own_tokens = AccessTokenVerifier::new(
-            keys.key_set().clone(),
-            settings.issuer.clone(),
-            settings.audience.clone(),
-        );
+        let keys = RwLock::new(Arc::new(Published::new(keys, &settings)));
         let clients = Clients::from_config(&settings);
         let users = Arc::new(ConfigUsers::new(
             settings
@@ -102,7 +116,6 @@ impl AppState {
             clients,
             proofs,
             nonces,
-            own_tokens,
             replay,
             grants,
             metrics: Metrics::default(),
@@ -159,10 +172,33 @@ impl AppState {
         &self.settings.audience
     }
 
-    /// The AS's published keys (for a resource server in the same process).
+    /// The AS's published keys as they are now (for a resource server in the same process:
+    /// read them per request to follow rotations).
     #[must_use]
-    pub fn key_set(&self) -> &keybound_core::KeySet {
-        self.keys.key_set()
+    pub fn key_set(&self) -> Arc<keybound_core::KeySet> {
+        self.published().ring.key_set().clone()
+    }
+
+    /// The generation of the key ring in use (see [`KeyRing::generation`]).
+    #[must_use]
+    pub fn key_generation(&self) -> Option<u64> {
+        self.published().ring.generation()
+    }
+
+    /// Switches to a rotated key ring: new tokens are signed with its current key, and the JWKS
+    /// and introspection use its keys from the next request on.
+    pub fn replace_keys(&self, ring: KeyRing) {
+        let published = Arc::new(Published::new(ring, &self.settings));
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = published;
+    }
+
+    /// The keys in use: held for the whole of one request, so a rotation mid-request cannot
+    /// mix two rings.
+    pub(crate) fn published(&self) -> Arc<Published> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn now(&self) -> UnixTime {

@@ -543,7 +543,7 @@ pub(crate) fn mint(
         scope: (!scope.is_empty()).then(|| scope.to_owned()),
         cnf: binding.confirmation(),
     };
-    let token = state.keys.signer().sign(&claims).map_err(|e| {
+    let token = state.published().ring.signer().sign(&claims).map_err(|e| {
         tracing::error!(%e, "signing an access token failed");
         OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
     })?;

@@ -135,6 +135,35 @@ async fn a_restart_keeps_keys_and_refresh_tokens() {
     }
 }
 
+/// Servers starting together on one data directory (a shared volume) race to create the key
+/// files: every one of them must end up with the same keys, none with an error.
+#[test]
+fn servers_starting_together_on_one_key_directory_get_the_same_keys() {
+    for round in 0..5 {
+        let dir = temp_dir(&format!("race-{round}"));
+        let jwks: Vec<String> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        keys::load_or_create(&dir, Algorithm::Es256)
+                            .unwrap()
+                            .jwks()
+                            .to_string()
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(jwks.iter().all(|j| *j == jwks[0]), "round {round}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| !name.ends_with(".p8"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+}
+
 #[tokio::test]
 async fn key_rotation_moves_next_to_current_and_keeps_previous_published() {
     let dir = temp_dir("rotate");
@@ -163,7 +192,7 @@ async fn key_rotation_moves_next_to_current_and_keeps_previous_published() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(matches!(
         keys::load_or_create(&dir, Algorithm::Es256),
-        Err(keys::KeyFileError::Permissions(_))
+        Err(keys::KeyError::Permissions(_))
     ));
 }
 

@@ -7,6 +7,8 @@
 //! - [`GrantStore`]: grants and their refresh tokens (rotation with reuse detection in one atomic
 //!   step), and the access-token revocation list. Authorization codes and PAR requests join it
 //!   with the authorization-code flow.
+//! - [`SigningKeyStore`]: the AS's signing keys (sealed by the caller) for replicas that must
+//!   publish one JWKS, with rotation that exactly one replica performs.
 //!
 //! Backends: [`MemoryReplayCache`] (bounded, expiring; one process), [`SqliteStore`] (the
 //! embedded default, one file in the data directory, migrations applied when opened) and, for
@@ -36,8 +38,11 @@ mod memory;
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_authz;
+#[cfg(feature = "postgres")]
+mod postgres_keys;
 #[cfg(feature = "redis")]
 mod redis;
+mod signing_keys;
 mod sqlite;
 mod sqlite_authz;
 
@@ -51,6 +56,7 @@ pub use memory::MemoryReplayCache;
 pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisReplayCache, RedisReplayOptions};
+pub use signing_keys::{KeyRingRotation, SigningKeyStore, StoredKeyRing, StoredSigningKey};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. Callers answer 503 and consume nothing.

@@ -20,7 +20,7 @@ const MIGRATION_LOCK: i32 = 0x6b62_6e64;
 /// pool already pings each connection when it comes back).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
 
-/// The schema, as numbered steps, the same steps as the SQLite store's. Step `n` (1-based) is
+/// The schema, as numbered steps; steps 1 and 2 are the SQLite store's. Step `n` (1-based) is
 /// applied once, in the same transaction that records `n` in `schema_version`. Never edit a
 /// released step: append a new one.
 const MIGRATIONS: &[&[&str]] = &[
@@ -76,6 +76,22 @@ const MIGRATIONS: &[&[&str]] = &[
             expires_at BIGINT NOT NULL
         )",
         "CREATE INDEX pushed_requests_expires_at ON pushed_requests (expires_at)",
+    ],
+    // 3: the signing key ring shared by replicas (PostgreSQL only: one machine keeps its keys
+    // in files).
+    &[
+        "CREATE TABLE signing_key_ring (
+            id SMALLINT PRIMARY KEY CHECK (id = 1),
+            generation BIGINT NOT NULL CHECK (generation > 0),
+            changed_at BIGINT NOT NULL
+        )",
+        "CREATE TABLE signing_keys (
+            slot TEXT PRIMARY KEY CHECK (slot IN ('current', 'next', 'previous')),
+            kid TEXT NOT NULL,
+            alg TEXT NOT NULL,
+            sealed BYTEA NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
     ],
 ];
 

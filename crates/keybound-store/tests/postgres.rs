@@ -76,6 +76,7 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     type Store = PostgresStore;
+    const LATEST_VERSION: u32 = 3;
 
     async fn create() -> Option<Self> {
         Some(Self {
@@ -161,7 +162,7 @@ async fn replicas_starting_together_migrate_once() {
         .collect();
     for task in tasks {
         let store = task.await.unwrap().unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
         store.close().await;
     }
     let mut conn = backend.raw().await;
@@ -170,7 +171,7 @@ async fn replicas_starting_together_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let mut tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
     )
@@ -187,7 +188,9 @@ async fn replicas_starting_together_migrate_once() {
             "pushed_requests",
             "refresh_tokens",
             "revoked_access_tokens",
-            "schema_version"
+            "schema_version",
+            "signing_key_ring",
+            "signing_keys"
         ]
     );
     conn.close().await.unwrap();
@@ -503,4 +506,156 @@ async fn debug_output_names_the_server_but_never_the_password() {
     assert!(debug.contains("postgres://"), "{debug}");
     assert!(debug.contains(&backend.schema), "{debug}");
     store.close().await;
+}
+
+fn stored_key(kid: &str) -> keybound_store::StoredSigningKey {
+    keybound_store::StoredSigningKey {
+        kid: kid.to_owned(),
+        alg: "ES256".to_owned(),
+        sealed: kid.as_bytes().repeat(3),
+        created_at: NOW,
+    }
+}
+
+fn kids(ring: &keybound_store::StoredKeyRing) -> [&str; 3] {
+    [
+        ring.current.kid.as_str(),
+        ring.next.kid.as_str(),
+        ring.previous.kid.as_str(),
+    ]
+}
+
+/// Replicas starting together on an empty database each generate keys; exactly one set is
+/// stored and every replica ends up with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_initialising_keys_together_all_get_the_same_ring() {
+    use keybound_store::SigningKeyStore as _;
+    let Some(backend) = PgBackend::create().await else {
+        return;
+    };
+    let first = backend.open().await;
+    assert_eq!(first.key_ring().await.unwrap(), None, "nothing stored yet");
+    let mut stores = vec![first];
+    for _ in 0..3 {
+        stores.push(backend.open().await);
+    }
+    let stores: Vec<_> = stores.into_iter().map(Arc::new).collect();
+    let tasks: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                store
+                    .initialize_key_ring(
+                        stored_key(&format!("c{i}")),
+                        stored_key(&format!("n{i}")),
+                        stored_key(&format!("p{i}")),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut rings = Vec::new();
+    for task in tasks {
+        rings.push(task.await.unwrap());
+    }
+    let winner = rings[0].clone();
+    assert_eq!(winner.generation, 1);
+    let i = &winner.current.kid[1..];
+    assert_eq!(
+        kids(&winner),
+        [format!("c{i}"), format!("n{i}"), format!("p{i}")]
+    );
+    assert_eq!(
+        winner.current.sealed,
+        winner.current.kid.as_bytes().repeat(3)
+    );
+    assert!(rings.iter().all(|ring| *ring == winner), "{rings:#?}");
+    assert_eq!(stores[1].key_ring().await.unwrap(), Some(winner));
+    for store in &stores {
+        store.close().await;
+    }
+}
+
+/// A rotation shifts every slot and counts a generation; a second rotation from the same
+/// generation (another replica's scheduler firing too) changes nothing.
+#[tokio::test]
+async fn a_key_rotation_shifts_the_slots_once_per_generation() {
+    use keybound_store::{KeyRingRotation, SigningKeyStore as _};
+    let Some(backend) = PgBackend::create().await else {
+        return;
+    };
+    let store = backend.open().await;
+    let later = NOW.saturating_add(DAY);
+    let ring = store
+        .initialize_key_ring(stored_key("a"), stored_key("b"), stored_key("z"))
+        .await
+        .unwrap();
+    let KeyRingRotation::Rotated(rotated) = store
+        .rotate_key_ring(ring.generation, stored_key("c"), later)
+        .await
+        .unwrap()
+    else {
+        panic!("the first rotation from generation 1 rotates");
+    };
+    assert_eq!(rotated.generation, 2);
+    assert_eq!(kids(&rotated), ["b", "c", "a"]);
+    let again = store
+        .rotate_key_ring(ring.generation, stored_key("d"), later)
+        .await
+        .unwrap();
+    assert_eq!(again, KeyRingRotation::Stale(rotated.clone()));
+    let other = backend.open().await;
+    assert_eq!(other.key_ring().await.unwrap(), Some(rotated));
+    store.close().await;
+    other.close().await;
+}
+
+/// Two replicas rotating from the same generation at the same moment: exactly one rotates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_key_rotations_on_two_pools_rotate_exactly_once() {
+    use keybound_store::{KeyRingRotation, SigningKeyStore as _};
+    let Some(backend) = PgBackend::create().await else {
+        return;
+    };
+    let (a, b) = (
+        Arc::new(backend.open().await),
+        Arc::new(backend.open().await),
+    );
+    let mut ring = a
+        .initialize_key_ring(stored_key("k0"), stored_key("k1"), stored_key("k-1"))
+        .await
+        .unwrap();
+    for round in 0..10u64 {
+        let tasks: Vec<_> = [&a, &b]
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let store = Arc::clone(store);
+                let generation = ring.generation;
+                tokio::spawn(async move {
+                    let new = stored_key(&format!("r{round}-{i}"));
+                    store.rotate_key_ring(generation, new, NOW).await.unwrap()
+                })
+            })
+            .collect();
+        let mut rotated = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                KeyRingRotation::Rotated(_) => rotated += 1,
+                KeyRingRotation::Stale(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(rotated, 1, "round {round}");
+        let now = a.key_ring().await.unwrap().unwrap();
+        assert_eq!(now.generation, ring.generation + 1);
+        assert_eq!(now.current.kid, ring.next.kid);
+        assert_eq!(now.previous.kid, ring.current.kid);
+        ring = now;
+    }
+    a.close().await;
+    b.close().await;
 }

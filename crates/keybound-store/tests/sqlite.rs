@@ -21,6 +21,7 @@ fn db_path(dir: &tempfile::TempDir) -> PathBuf {
 
 impl Backend for SqliteBackend {
     type Store = SqliteStore;
+    const LATEST_VERSION: u32 = 2;
 
     async fn create() -> Option<Self> {
         Some(Self {

@@ -122,12 +122,17 @@ impl Harness {
 
     /// A server on `dir`; calling it twice on one dir is a restart.
     pub async fn in_dir(dir: PathBuf, extra: &str) -> Self {
+        let ring = keys::load_or_create(&dir, Algorithm::Es256).unwrap();
+        Self::with_keys(dir, extra, ring).await
+    }
+
+    /// A server on `dir` signing with `ring`.
+    pub async fn with_keys(dir: PathBuf, extra: &str, ring: keys::KeyRing) -> Self {
         let key = assertion_key(&dir);
         let settings = Config::from_toml(&config_text(&dir, &key, extra))
             .unwrap()
             .validate()
             .unwrap();
-        let ring = keys::load_or_create(&dir, settings.signing_alg).unwrap();
         let store = Arc::new(SqliteStore::open(&dir.join("keybound.db")).await.unwrap());
         let clock = Arc::new(AtomicU64::new(START));
         let c = clock.clone();

@@ -21,7 +21,7 @@ pub(crate) async fn a_new_grant_has_an_active_first_token<B: Backend>() {
         store.refresh_token_state(&[1; 32], NOW).await.unwrap(),
         RefreshTokenState::Active(g.clone())
     );
-    assert_eq!(B::schema_version(&store).await, 2);
+    assert_eq!(B::schema_version(&store).await, B::LATEST_VERSION);
     store.ping().await.unwrap();
 }
 
@@ -582,8 +582,8 @@ pub(crate) async fn two_stores_opening_a_new_place_at_once_both_work<B: Backend>
         b.refresh_token_state(&[1; 32], NOW).await.unwrap(),
         RefreshTokenState::Active(g)
     );
-    assert_eq!(B::schema_version(&a).await, 2);
-    assert_eq!(B::schema_version(&b).await, 2);
+    assert_eq!(B::schema_version(&a).await, B::LATEST_VERSION);
+    assert_eq!(B::schema_version(&b).await, B::LATEST_VERSION);
 }
 
 pub(crate) async fn data_survives_a_restart<B: Backend>() {
@@ -621,7 +621,11 @@ pub(crate) async fn data_survives_a_restart<B: Backend>() {
         );
     }
     let store = backend.open().await;
-    assert_eq!(B::schema_version(&store).await, 2, "not migrated twice");
+    assert_eq!(
+        B::schema_version(&store).await,
+        B::LATEST_VERSION,
+        "not migrated twice"
+    );
     assert_eq!(
         store.refresh_token_state(&[1; 32], NOW).await.unwrap(),
         RefreshTokenState::Used(g.clone())

@@ -31,6 +31,9 @@ pub(crate) trait Backend: Sized + Send + Sync + 'static {
         self.try_open().await.unwrap()
     }
 
+    /// The schema version a store of this build migrates to.
+    const LATEST_VERSION: u32;
+
     /// The schema version the store reports.
     async fn schema_version(store: &Self::Store) -> u32;
 
