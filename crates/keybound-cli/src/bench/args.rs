@@ -145,7 +145,7 @@ pub(super) struct LoadArgs {
     /// Exit 1 when more than this fraction (0 to 1) of the timed requests fail.
     #[arg(long, env = "KEYBOUND_MAX_ERROR_RATE", default_value_t = 0.0, value_parser = fraction)]
     pub(super) max_error_rate: f64,
-    /// No progress line on standard error.
+    /// No progress line on standard error (warnings are still printed).
     #[arg(short, long, env = "KEYBOUND_QUIET")]
     pub(super) quiet: bool,
 }

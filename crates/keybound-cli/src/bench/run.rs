@@ -1,6 +1,6 @@
 //! The timed phase: `concurrency` tasks take the next pre-minted proof from a shared index and
 //! send the request with it, until the proofs run out or the deadline passes. Each task keeps
-//! its own latencies and error counts; a progress task prints a line about once a second.
+//! its own latencies and error counts; a monitor task prints a progress line about once a second.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -81,14 +81,13 @@ pub(super) async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
-    let progress = phase.progress.then(|| {
-        tokio::spawn(progress(
-            counters.clone(),
-            started,
-            phase.stale_at,
-            proofs.len(),
-        ))
-    });
+    let monitor = tokio::spawn(monitor(
+        counters.clone(),
+        started,
+        phase.stale_at,
+        proofs.len(),
+        phase.progress,
+    ));
     let workers: Vec<_> = (0..phase.concurrency.min(proofs.len()))
         .map(|_| {
             tokio::spawn(worker(
@@ -116,12 +115,10 @@ pub(super) async fn run(
         }
     }
     outcome.elapsed = started.elapsed();
-    if let Some(progress) = progress {
-        progress.abort();
-        let _ = progress.await;
-        if std::io::stderr().is_terminal() {
-            eprint!("\r{:78}\r", "");
-        }
+    monitor.abort();
+    let _ = monitor.await;
+    if phase.progress && std::io::stderr().is_terminal() {
+        eprint!("\r{:78}\r", "");
     }
     outcome.stopped_by_duration = next.load(Ordering::Relaxed) < proofs.len();
     outcome.ok.sort_unstable();
@@ -253,9 +250,16 @@ pub(super) async fn refusal_kind(response: reqwest::Response) -> String {
     }
 }
 
-/// Prints `elapsed, requests done, rate over the last second, errors` about once a second:
-/// rewritten in place on a terminal, one line each otherwise.
-async fn progress(counters: Arc<Counters>, started: Instant, stale_at: Instant, planned: usize) {
+/// With `show`, prints `elapsed, requests done, rate over the last second, errors` about once a
+/// second: rewritten in place on a terminal, one line each otherwise. Warns once (even without
+/// `show`) when the proofs near the server's `iat` window.
+async fn monitor(
+    counters: Arc<Counters>,
+    started: Instant,
+    stale_at: Instant,
+    planned: usize,
+    show: bool,
+) {
     let terminal = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::from_std(started + Duration::from_secs(1)),
@@ -274,10 +278,10 @@ async fn progress(counters: Arc<Counters>, started: Instant, stale_at: Instant, 
             now.duration_since(started).as_secs_f64()
         );
         let mut stderr = std::io::stderr().lock();
-        let _ = if terminal {
-            write!(stderr, "\r{line:78}")
-        } else {
-            writeln!(stderr, "{line}")
+        let _ = match (show, terminal) {
+            (false, _) => Ok(()),
+            (true, true) => write!(stderr, "\r{line:78}"),
+            (true, false) => writeln!(stderr, "{line}"),
         };
         let _ = stderr.flush();
         if !warned && now >= stale_at {
@@ -286,7 +290,7 @@ async fn progress(counters: Arc<Counters>, started: Instant, stale_at: Instant, 
                 stderr,
                 "{}keybound: warning: the proofs were minted 50 s ago; a server with a 60 s iat \
                  window will soon refuse them",
-                if terminal { "\n" } else { "" }
+                if show && terminal { "\n" } else { "" }
             );
         }
     }
