@@ -1,18 +1,19 @@
 //! The client subcommands: `keygen`, `proof`, `token`, `call`. Protocol work is in
 //! `keybound-client`; this module parses arguments and prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use keybound_client::{ClientAuth, DpopClient, TlsIdentity, generate_key_file, load_key_file};
 use keybound_core::dpop::ProofBuilder;
-use keybound_core::{Algorithm, UnixTime};
+use keybound_core::{Algorithm, SigningKey, UnixTime};
 use serde_json::json;
 
 use crate::Failure;
 
-fn algorithm(name: Option<&str>) -> Result<Option<Algorithm>, Failure> {
+/// The algorithm named `name` (ES256, EdDSA, ES384, PS256, RS256), if one is named.
+pub(crate) fn algorithm(name: Option<&str>) -> Result<Option<Algorithm>, Failure> {
     name.map(|n| {
         Algorithm::from_name(n).ok_or_else(|| Failure(format!("unsupported algorithm {n}")))
     })
@@ -164,22 +165,36 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure(format!("cannot start the runtime: {e}")))
 }
 
-async fn get_token(
-    args: &TokenArgs,
-) -> Result<(DpopClient, keybound_client::TokenResponse), Failure> {
-    let key = load_key_file(&args.key, None).map_err(|e| Failure(e.to_string()))?;
+/// A DPoP client signing with `key` that also trusts the CA certificate in `ca` and, given
+/// `(certificate, private key)` files, presents that TLS client certificate (mTLS).
+pub(crate) fn dpop_client(
+    key: SigningKey,
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<DpopClient, Failure> {
     let mut builder = DpopClient::builder(key);
-    if let Some(ca) = &args.ca {
+    if let Some(ca) = ca {
         let pem =
             std::fs::read(ca).map_err(|e| Failure(format!("cannot read {}: {e}", ca.display())))?;
         builder = builder.add_root_certificate_pem(&pem);
     }
-    if let (Some(cert), Some(cert_key)) = (&args.cert, &args.cert_key) {
+    if let Some((cert, cert_key)) = identity {
         let identity =
             TlsIdentity::from_pem_files(cert, cert_key).map_err(|e| Failure(e.to_string()))?;
         builder = builder.tls_identity(identity);
     }
-    let client = builder.build().map_err(|e| Failure(e.to_string()))?;
+    builder.build().map_err(|e| Failure(e.to_string()))
+}
+
+async fn get_token(
+    args: &TokenArgs,
+) -> Result<(DpopClient, keybound_client::TokenResponse), Failure> {
+    let key = load_key_file(&args.key, None).map_err(|e| Failure(e.to_string()))?;
+    let client = dpop_client(
+        key,
+        args.ca.as_deref(),
+        args.cert.as_deref().zip(args.cert_key.as_deref()),
+    )?;
     let metadata = client
         .discover(&args.issuer)
         .await

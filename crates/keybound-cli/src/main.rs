@@ -5,6 +5,7 @@
 //!
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
+mod bench;
 mod client;
 mod demo;
 mod demo_web;
@@ -75,6 +76,13 @@ enum Command {
     ///
     /// Example: `keybound call https://api.example/orders --issuer https://as.example --client-id app --key client.pem`
     Call(client::CallArgs),
+    /// A load generator for a token endpoint or a DPoP-protected API (keybound or any
+    /// compliant server): proofs minted before the timed phase, then requests/s, latency
+    /// percentiles, errors by kind and the generator's own CPU use. Exit 1 if setup fails or
+    /// more requests fail than --max-error-rate allows.
+    ///
+    /// Example: `keybound bench token --issuer http://127.0.0.1:8080 --client-id demo-confidential --requests 20000 --concurrency 32`
+    Bench(bench::BenchArgs),
     /// Decode a DPoP proof and/or an access token and list every check with pass, fail or
     /// skipped and why, next to the verdict of keybound's own verifiers. Exit 1 if a check fails.
     ///
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
             init_logging();
             gateway::gateway(args)
         }
+        Command::Bench(args) => return bench::bench(args, cli.json),
         Command::Inspect(args) => return inspect::inspect(args, cli.json),
         Command::Doctor(args) => return doctor::doctor(args, cli.json),
         Command::Secret => secret(cli.json),
