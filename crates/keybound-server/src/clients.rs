@@ -3,6 +3,7 @@
 //! `jti` replay protection), `tls_client_auth` and `self_signed_tls_client_auth` (RFC 8705 §2)
 //! and `none` for public clients.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use aws_lc_rs::digest;
@@ -80,6 +81,15 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
+    /// Whether the credentials of a registered client were wrong (what the failed-authentication
+    /// limit counts), as opposed to a malformed or misdirected request.
+    pub(crate) const fn is_wrong_credential(self) -> bool {
+        matches!(
+            self,
+            Self::BadSecret | Self::BadAssertion | Self::CertificateRejected
+        )
+    }
+
     /// A stable label for metrics.
     #[must_use]
     pub fn reason(self) -> &'static str {
@@ -203,6 +213,15 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Reads `Authorization: Basic` as RFC 6749 §2.3.1 defines it (each part form-urlencoded).
+/// The client a request claims to be (the Basic user name, else the `client_id` parameter),
+/// before anything is checked.
+pub(crate) fn claimed_client_id<'f>(headers: &HeaderMap, form: &'f Form) -> Option<Cow<'f, str>> {
+    match basic_credentials(headers) {
+        Ok(Some((id, _))) => Some(Cow::Owned(id)),
+        _ => form.get("client_id").map(Cow::Borrowed),
+    }
+}
+
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, AuthFailure> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {

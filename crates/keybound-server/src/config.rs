@@ -227,6 +227,9 @@ pub struct Config {
     /// The authorization-code flow.
     #[serde(default)]
     pub authorize: AuthorizeConfig,
+    /// `[client_authentication]`: limits on failed client authentications.
+    #[serde(default)]
+    pub client_authentication: ClientAuthenticationConfig,
     /// People who sign in at `/authorize`.
     #[serde(default)]
     pub users: Vec<UserConfig>,
@@ -293,6 +296,28 @@ impl Default for AuthorizeConfig {
             code_lifetime_secs: 60,
             par_lifetime_secs: 60,
             session_lifetime_secs: 3600,
+        }
+    }
+}
+
+/// `[client_authentication]`: failed authentications of one registered client (wrong secret,
+/// assertion or certificate) are counted; past `max_failures` within `window_secs`, that
+/// client's attempts get `429` with `Retry-After` until the window ends, so a secret cannot be
+/// guessed at the server's speed. Counted per replica.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientAuthenticationConfig {
+    /// Failures allowed per client and window. Defaults to 20; 0 turns the limit off.
+    pub max_failures: u32,
+    /// The window, seconds (1 to 86400). Defaults to 300.
+    pub window_secs: u64,
+}
+
+impl Default for ClientAuthenticationConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 20,
+            window_secs: 300,
         }
     }
 }
@@ -432,6 +457,12 @@ impl Config {
         }
         let token_htu = Htu::parse(&format!("{}/token", base.as_str().trim_end_matches('/')))
             .map_err(|e| bad("issuer", e.to_string()))?;
+        if !(1..=86_400).contains(&self.client_authentication.window_secs) {
+            return Err(bad(
+                "client_authentication.window_secs",
+                "must be 1 to 86400",
+            ));
+        }
         if self
             .store
             .key_reload_secs

@@ -16,6 +16,7 @@ pub struct OAuthError {
     description: Cow<'static, str>,
     nonce: Option<Nonce>,
     basic_challenge: bool,
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -40,6 +41,7 @@ impl OAuthError {
             description,
             nonce: None,
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -57,6 +59,14 @@ impl OAuthError {
         self
     }
 
+    /// Answers `429 Too Many Requests` with `Retry-After: secs` (RFC 6585 §4): the code stays
+    /// (OAuth has none for rate limits), the status tells the client to wait.
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// The wire code.
     #[must_use]
     pub fn code(&self) -> &ErrorCode {
@@ -64,6 +74,9 @@ impl OAuthError {
     }
 
     fn status(&self) -> StatusCode {
+        if self.retry_after.is_some() {
+            return StatusCode::TOO_MANY_REQUESTS;
+        }
         match self.code {
             ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -93,6 +106,11 @@ impl IntoResponse for OAuthError {
         let mut response = (status, Json(body)).into_response();
         no_store(&mut response);
         attach_nonce(&mut response, self.nonce.as_ref());
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.basic_challenge && status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

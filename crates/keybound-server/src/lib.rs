@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth_limit;
 mod authorize;
 mod clients;
 mod code_grant;
@@ -53,9 +54,9 @@ use serde_json::json;
 
 pub use clients::{AuthFailure, hash_secret};
 pub use config::{
-    AuthMethod, AuthorizeConfig, ClientConfig, ClientTls, Config, ConfigError, DpopConfig,
-    ForwardedCertFormat, MtlsConfig, NonceRequirement, StoreConfig, TokenConfig, UserConfig,
-    Validated,
+    AuthMethod, AuthorizeConfig, ClientAuthenticationConfig, ClientConfig, ClientTls, Config,
+    ConfigError, DpopConfig, ForwardedCertFormat, MtlsConfig, NonceRequirement, StoreConfig,
+    TokenConfig, UserConfig, Validated,
 };
 pub use error::OAuthError;
 pub use metrics::Metrics;

@@ -10,6 +10,7 @@ use keybound_core::dpop::{NoncePolicy, ProofVerifier};
 use keybound_core::{AccessTokenVerifier, NonceKeyRing, UnixTime};
 use keybound_store::{AuthorizationStore, GrantStore, ReplayCache};
 
+use crate::auth_limit::FailedAuthentications;
 use crate::clients::{Client, Clients};
 use crate::config::{NonceRequirement, Validated};
 use crate::keys::KeyRing;
@@ -60,6 +61,7 @@ pub struct AppState {
     pub(crate) replay: Arc<dyn ReplayCache>,
     pub(crate) grants: Arc<dyn GrantStore>,
     pub(crate) metrics: Metrics,
+    pub(crate) failed_authentications: FailedAuthentications,
     pub(crate) clock: Clock,
     pub(crate) rng: SystemRandom,
     pub(crate) authz: Option<Arc<dyn AuthorizationStore>>,
@@ -96,6 +98,10 @@ impl AppState {
         );
         let proofs = ProofVerifier::new(&settings.dpop_algorithms, settings.iat_window);
         let keys = RwLock::new(Arc::new(Published::new(keys, &settings)));
+        let failed_authentications = FailedAuthentications::new(
+            settings.config.client_authentication.max_failures,
+            settings.config.client_authentication.window_secs,
+        );
         let clients = Clients::from_config(&settings);
         let users = Arc::new(ConfigUsers::new(
             settings
@@ -119,6 +125,7 @@ impl AppState {
             replay,
             grants,
             metrics: Metrics::default(),
+            failed_authentications,
             clock,
             rng,
         }

@@ -19,7 +19,7 @@ use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rota
 use keybound_tls::ClientCertificate;
 use serde_json::json;
 
-use crate::clients::{AuthContext, Authenticated, Client};
+use crate::clients::{AuthContext, Authenticated, Client, claimed_client_id};
 use crate::error::{OAuthError, attach_nonce, no_store};
 use crate::form::Form;
 use crate::state::AppState;
@@ -66,6 +66,21 @@ pub(crate) fn authenticate_client<'a>(
     path: &str,
     now: UnixTime,
 ) -> Result<Authenticated<'a>, OAuthError> {
+    // Only registered ids are counted: memory stays bounded whatever ids are sent.
+    let claimed =
+        claimed_client_id(caller.headers, form).filter(|id| state.clients.get(id).is_some());
+    if let Some(wait) = claimed
+        .as_deref()
+        .and_then(|id| state.failed_authentications.locked(id, now))
+    {
+        state.metrics.client_auth_failed("rate_limited");
+        tracing::warn!(client = ?claimed, path, "client authentication refused: too many failures");
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "too many failed authentications for this client; try again later",
+        )
+        .with_retry_after(wait));
+    }
     let endpoint = state.endpoint(path);
     let ctx = AuthContext {
         now,
@@ -77,6 +92,9 @@ pub(crate) fn authenticate_client<'a>(
         .clients
         .authenticate(caller.headers, form, &ctx)
         .map_err(|(failure, basic)| {
+            if let Some(id) = claimed.as_deref().filter(|_| failure.is_wrong_credential()) {
+                state.failed_authentications.failed(id, now);
+            }
             state.metrics.client_auth_failed(failure.reason());
             tracing::info!(
                 reason = failure.reason(),

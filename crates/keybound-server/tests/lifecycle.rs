@@ -492,3 +492,36 @@ fn the_example_configuration_is_valid() {
     let settings = Config::from_toml(&text).unwrap().validate().unwrap();
     assert_eq!(settings.config.clients.len(), 3);
 }
+
+/// Guessing a client's secret: past the limit even the right secret gets 429 with
+/// `Retry-After` until the window ends, before anything is checked; other clients and the next
+/// window are unaffected, and a malformed request does not count.
+#[tokio::test]
+async fn repeated_wrong_secrets_lock_the_client_out_until_the_window_ends() {
+    let h =
+        Harness::with_extra("[client_authentication]\nmax_failures = 3\nwindow_secs = 60").await;
+    let form = [("grant_type", "client_credentials")];
+    let token = |secret: &'static str| h.post("/token", Some(("basic", secret)), &[], &form);
+    for _ in 0..3 {
+        token("wrong")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    h.advance(20);
+    let locked = token(SECRET).await;
+    locked.assert_error(StatusCode::TOO_MANY_REQUESTS, "invalid_client");
+    assert_eq!(locked.header("retry-after"), Some("40"));
+    let post_form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "post"),
+        ("client_secret", SECRET),
+    ];
+    let other = h.post("/token", None, &[], &post_form).await;
+    assert_eq!(other.status, StatusCode::OK, "another client is not locked");
+    h.advance(40);
+    assert_eq!(
+        token(SECRET).await.status,
+        StatusCode::OK,
+        "the window ended"
+    );
+}
