@@ -41,10 +41,10 @@ TOML
 start() { # $1: replay url or empty
   if [ -n "$1" ]; then
     KEYBOUND_REPLAY_URL="$1" taskset -c 0 "$bin" serve --config "$work/keybound.toml" \
-      --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+      --listen "127.0.0.1:$port" >/dev/null 2>"$work/serve.log" &
   else
     env -u KEYBOUND_REPLAY_URL taskset -c 0 "$bin" serve --config "$work/keybound.toml" \
-      --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+      --listen "127.0.0.1:$port" >/dev/null 2>"$work/serve.log" &
   fi
   server=$!
   for _ in $(seq 100); do
@@ -65,7 +65,7 @@ run() { # $1: mode; prints requests_per_second p50 p99 generator-cpu%
 import json, sys
 r = json.load(sys.stdin)
 l = r["latency_ms"]["ok"]
-print(f"{r[\"requests_per_second\"]:.0f} {l[\"p50\"]:.2f} {l[\"p99\"]:.2f} {r[\"cpu\"][\"percent\"]:.0f} {r[\"failed\"]}")'
+print("%.0f %.2f %.2f %.0f %d" % (r["requests_per_second"], l["p50"], l["p99"], r["cpu"]["percent"], r["failed"]))'
 }
 
 printf '| round | mode | replay cache | req/s (server on 1 core) | p50 ms | p99 ms | generator CPU %% | failed |\n'
