@@ -5,7 +5,7 @@
 #   resource: keybound serve's GET /api/whoami (keybound-resource's ResourceLayer) vs a node:http
 #             resource server on jose (bench/node/resource.mjs) doing the same checks.
 #
-# Usage: bench/compare.sh            (about 10 to 15 minutes with the defaults)
+# Usage: bench/compare.sh            (about 15 minutes with the defaults on a quiet machine)
 # Settings (environment):
 #   BENCH_CONCURRENCIES  "1 8 32 64"       concurrencies to run, in order
 #   BENCH_MODES          "token resource"  which comparisons
@@ -14,7 +14,7 @@
 #   BENCH_DURATION       40                a run stops after this many seconds even if requests
 #                                          remain, so no proof outlives the servers' 60 s iat
 #                                          window (proofs are minted before the run starts)
-#   BENCH_ROUNDS         1                 repeat everything; the table shows medians
+#   BENCH_ROUNDS         3                 repeat everything; the table shows medians
 #   BENCH_SERVER_CPU     0                 the core every server is pinned to (taskset)
 #   BENCH_CLIENT_CPU     1                 the core the generator is pinned to
 #   BENCH_TARGET_RATIO   8                 the ratio the table is checked against
@@ -27,6 +27,9 @@
 #                                          perf report --no-children summary beside them);
 #                                          perf costs CPU, so do not compare those figures
 #   BENCH_OUT            $CARGO_TARGET_DIR/bench-compare/<time>   logs, results.jsonl, table.md
+#   RS_TOKEN_CACHE       1                 0: the node resource server verifies the access
+#                                          token's signature on every request instead of caching
+#                                          verified tokens as keybound-resource does
 #   CARGO_TARGET_DIR     /var/cache/kb-target-bench when unset
 #
 # Method: servers on one core, the generator on the other, so the figures are per server core
@@ -50,7 +53,7 @@ modes=${BENCH_MODES:-"token resource"}
 requests=${BENCH_REQUESTS:-20000}
 warmup=${BENCH_WARMUP:-1000}
 duration=${BENCH_DURATION:-40}
-rounds=${BENCH_ROUNDS:-1}
+rounds=${BENCH_ROUNDS:-3}
 server_cpu=${BENCH_SERVER_CPU:-0}
 client_cpu=${BENCH_CLIENT_CPU:-1}
 target_ratio=${BENCH_TARGET_RATIO:-8}
@@ -252,8 +255,9 @@ run() {
 	if [[ -n $perf_pid ]]; then
 		kill -INT "$perf_pid" 2>/dev/null || true
 		wait "$perf_pid" 2>/dev/null || true
-		perf report -i "$perf_data" --no-children --sort dso,symbol -g none --percent-limit 0.3 --stdio 2>/dev/null |
-			grep -v '^$' | head -60 >"${perf_data%.data}.txt" || true
+		perf report -i "$perf_data" --no-children --sort dso,symbol -g none --percent-limit 0.2 --stdio 2>/dev/null |
+			grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' |
+			head -60 >"${perf_data%.data}.txt" || true
 		say "perf profile: ${perf_data%.data}.txt"
 	fi
 	[[ -n $json ]] || json=null
@@ -286,7 +290,8 @@ done
 {
 	echo "keybound $("$keybound" --version | awk '{ print $2 }') vs node-oidc-provider 9.13.3 / jose 6.2.18 on node $(node --version)," \
 		"$(date -u +%Y-%m-%d), $(nproc --all) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))," \
-		"servers on core $server_cpu, generator on core $client_cpu, $requests requests + $warmup warmup per run"
+		"servers on core $server_cpu, generator on core $client_cpu, $requests requests + $warmup warmup per run," \
+		"node resource server's verified-token cache $([[ ${RS_TOKEN_CACHE:-1} == 0 ]] && echo off || echo on)"
 	echo
 	node "$root/bench/table.mjs" "$results" "$target_ratio"
 } | tee "$out/table.md"

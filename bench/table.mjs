@@ -22,7 +22,7 @@ for (const run of runs) {
   groups.get(key)[run.side].push(run);
 }
 
-const rps = (run) => run.bench?.requests_per_second ?? 0;
+const rps = (run) => run?.bench?.requests_per_second ?? 0;
 function median(list) {
   const ok = list.filter((run) => run.bench && !run.bench.error);
   if (ok.length === 0) return list[0];
@@ -47,6 +47,20 @@ function foreign(run) {
   const own = (100 * run.server_cpu_seconds) / run.wall_seconds;
   return fixed(Math.max(0, run.server_core_busy_percent - own));
 }
+/** The generator core's busy share beyond the generator's own (estimated) CPU use. */
+function foreignOnGenerator(run) {
+  const b = run?.bench;
+  if (run?.client_core_busy_percent === undefined || !run.wall_seconds || !b?.cpu) return 0;
+  const warmupSeconds = b.requests_per_second > 0 ? b.warmup / b.requests_per_second : 0;
+  const own = (b.cpu.percent * (b.seconds + warmupSeconds) + 100 * b.mint.seconds) / run.wall_seconds;
+  return Math.max(0, run.client_core_busy_percent - own);
+}
+/** Runs during which other work took a noticeable share of either core. */
+const DISTURBED = 15;
+function disturbed(run) {
+  const server = foreign(run);
+  return (server !== '-' && Number(server) > DISTURBED) || foreignOnGenerator(run) > DISTURBED;
+}
 function errors(run) {
   if (!run?.bench) return 'no result';
   if (run.bench.error) return `setup: ${run.bench.error}`;
@@ -56,7 +70,7 @@ function errors(run) {
 }
 function throughput(run) {
   if (!run?.bench || run.bench.error) return 'failed';
-  return fixed(rps(run));
+  return `${fixed(rps(run))}${disturbed(run) ? ' †' : ''}`;
 }
 
 const order = { token: 0, resource: 1 };
@@ -91,6 +105,10 @@ console.log('req/s: requests per second of the timed phase (servers on one core 
   + '(warmup included). generator CPU: `keybound bench`\'s own CPU during the timed phase, in % of '
   + 'its one core (near 100 means the generator, not the server, was the limit). other load: how '
   + 'busy the server\'s core was beyond the server itself (softirq, other processes).');
+if (runs.some(disturbed)) {
+  console.log(`† other work took more than ${DISTURBED}% of the server's or the generator's core during that run: `
+    + 'the figure is low; run again on a quiet machine.');
+}
 console.log();
 if (rounds > 1) console.log(`Each cell: the median of ${rounds} rounds by requests/s.`);
 for (const [mode, { ratio, concurrency }] of Object.entries(lowest)) {
