@@ -247,7 +247,13 @@ run() {
 	server_core=$(core_ticks "$server_cpu")
 	client_core=$(core_ticks "$client_cpu")
 	started=$(date +%s%N)
-	json=$(taskset -c "$client_cpu" "$keybound" bench --json "${target[@]}" "${load[@]}") || status=$?
+	# In the background and waited for, so that a signal stops the script (and the trap stops
+	# the generator and the servers) at once rather than after this run.
+	taskset -c "$client_cpu" "$keybound" bench --json "${target[@]}" "${load[@]}" >"$out/last.json" &
+	pids+=("$!")
+	wait "$!" || status=$?
+	unset 'pids[${#pids[@]}-1]'
+	json=$(<"$out/last.json")
 	wall=$((($(date +%s%N) - started) / 1000000))
 	server_core=$(busy_percent "$server_core" "$(core_ticks "$server_cpu")")
 	client_core=$(busy_percent "$client_core" "$(core_ticks "$client_cpu")")
