@@ -118,14 +118,7 @@ pub(crate) fn doctor(args: &DoctorArgs, as_json: bool) -> ExitCode {
     let findings = crate::inspect::runtime().and_then(|rt| rt.block_on(probe(args)));
     match findings {
         Ok(findings) => print(args, &findings, as_json),
-        Err(Failure(message)) => {
-            if as_json {
-                println!("{}", json!({ "error": message }));
-            } else {
-                eprintln!("keybound: {message}");
-            }
-            ExitCode::from(1)
-        }
+        Err(failure) => failure.report(as_json),
     }
 }
 

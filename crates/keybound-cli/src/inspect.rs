@@ -237,14 +237,7 @@ struct Report {
 pub(crate) fn inspect(args: &InspectArgs, as_json: bool) -> ExitCode {
     match run(args) {
         Ok(report) => print(&report, as_json),
-        Err(Failure(message)) => {
-            if as_json {
-                println!("{}", json!({ "error": message }));
-            } else {
-                eprintln!("keybound: {message}");
-            }
-            ExitCode::from(1)
-        }
+        Err(failure) => failure.report(as_json),
     }
 }
 

@@ -129,6 +129,19 @@ enum KeysAction {
 /// A failed operation: its message goes to stderr (or as JSON to stdout) and the exit code is 1.
 pub(crate) struct Failure(pub(crate) String);
 
+impl Failure {
+    /// Prints the message (as `{"error": ...}` on stdout with `--json`, else on stderr) and
+    /// returns exit code 1.
+    pub(crate) fn report(self, as_json: bool) -> ExitCode {
+        if as_json {
+            println!("{}", json!({ "error": self.0 }));
+        } else {
+            eprintln!("keybound: {}", self.0);
+        }
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -170,14 +183,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
-            if cli.json {
-                println!("{}", json!({ "error": message }));
-            } else {
-                eprintln!("keybound: {message}");
-            }
-            ExitCode::from(1)
-        }
+        Err(failure) => failure.report(cli.json),
     }
 }
 

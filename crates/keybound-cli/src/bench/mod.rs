@@ -16,8 +16,6 @@ mod setup;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 pub(crate) use args::BenchArgs;
 use args::{ClientArgs, LoadArgs, Mode};
 use report::{Cpu, MintFigures, Report};
@@ -51,14 +49,7 @@ pub(crate) fn bench(args: &BenchArgs, as_json: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Err(Failure(message)) => {
-            if as_json {
-                println!("{}", json!({ "error": message }));
-            } else {
-                eprintln!("keybound: {message}");
-            }
-            ExitCode::from(1)
-        }
+        Err(failure) => failure.report(as_json),
     }
 }
 
