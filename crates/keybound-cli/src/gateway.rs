@@ -134,12 +134,11 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
             args.public_url, args.upstream, args.issuer
         );
         tracing::info!(listen = %args.listen, "gateway serving");
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| Failure(format!("gateway error: {e}")))
+        let limits = keybound_tls::ServeLimits::default();
+        keybound_tls::serve(listener, app, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        Ok(())
     })
 }

@@ -270,25 +270,24 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
                 keybound_client::DpopClient::new(key).map_err(|e| Failure(e.to_string()))?;
             app = app.merge(crate::demo_web::routes(state.issuer(), client));
         }
+        let limits = keybound_tls::ServeLimits::default();
         if let Some(mtls) = mtls_listener(&mtls_config).await? {
-            let service = app
-                .clone()
-                .into_make_service_with_connect_info::<keybound_tls::Peer>();
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(mtls, service).await {
-                    tracing::error!(%error, "the mTLS listener stopped");
-                }
-            });
+            let app = app.clone();
+            tokio::spawn(keybound_tls::serve(
+                mtls,
+                app,
+                limits,
+                std::future::pending(),
+            ));
         }
         tracing::info!(%listen, "serving");
-        // The peer address is what trusted-proxy checks of forwarded certificates look at.
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| Failure(format!("server error: {e}")))
+        // Requests carry the peer's address: what trusted-proxy checks of forwarded
+        // certificates look at.
+        keybound_tls::serve(listener, app, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        Ok(())
     })
 }
 

@@ -9,6 +9,8 @@
 //! - [`identity`]: what the AS needs for `tls_client_auth` (chain validation against
 //!   [`TrustAnchors`], subject DN and SAN matching) and `self_signed_tls_client_auth`
 //!   ([`RegisteredCertificates`]).
+//! - [`serve`]: serves a router on a TCP or TLS listener with a header read deadline
+//!   (slow-loris clients are cut off) and a cap on open connections ([`ServeLimits`]).
 //!
 //! The `x5t#S256` thumbprint itself and the RFC 9440 header codec live in `keybound-core`, so
 //! the AS and the RS bind and check certificates with the same code.
@@ -27,6 +29,7 @@ use std::sync::Arc;
 pub mod identity;
 mod intake;
 mod listener;
+mod serve;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
 
@@ -39,6 +42,7 @@ pub use listener::{
     ClientCertMode, HANDSHAKE_TIMEOUT, Peer, ServerTls, TlsListener, certificates_from_pem,
 };
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+pub use serve::{ServeLimits, serve};
 
 /// Why a TLS or certificate operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,103 @@
+//! Serving a router with the limits `axum::serve` lacks: a deadline for a request's headers
+//! (a slow-loris client sending one byte at a time is cut off) and a cap on open connections
+//! (further clients wait in the kernel's backlog instead of exhausting memory or descriptors).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tower::ServiceExt as _;
+
+/// How [`serve`] limits its clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeLimits {
+    /// Time allowed to receive a request's headers, from the first byte; also how long a
+    /// keep-alive connection may sit idle before its next request (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Connections served at once (default 4096); more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServeLimits {
+    /// With another header read timeout.
+    #[must_use]
+    pub const fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// With another connection cap (at least 1).
+    #[must_use]
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, HTTP/1.1 and HTTP/2, with each
+/// request carrying `ConnectInfo` of the listener's address type (the peer's socket address,
+/// or [`Peer`](crate::Peer) for a [`TlsListener`](crate::TlsListener)).
+pub async fn serve<L>(
+    mut listener: L,
+    router: axum::Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: Listener,
+    L::Addr: Clone + Send + Sync + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = &mut shutdown => return,
+        };
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(ConnectInfo(addr.clone()));
+                router.clone().oneshot(request)
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(limits.header_read_timeout));
+            if let Err(error) = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .await
+            {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+}
