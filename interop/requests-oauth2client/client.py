@@ -8,8 +8,8 @@ RFC 8414 discovery, a fresh ES256 DPoPKey, client credentials with client_secret
 dpop=True (the library answers `use_dpop_nonce` itself: it reads DPoP-Nonce and signs a new
 proof), then GET API_URL through requests with the DPoPToken as the auth handler (it adds the
 `Authorization: DPoP` header and a proof with `ath`, and retries itself if the resource server
-asks for a nonce). The HTTP exchanges are watched with a requests response hook, only to count
-the nonce challenges. Prints one JSON line:
+asks for a nonce). The HTTP exchanges are watched in the session's transport adapter, only
+to count the nonce challenges. Prints one JSON line:
     {token_type, access_token, jkt_in_token, jkt, public_jwk, token_nonce_retries,
      api_nonce_retries, api_status, api_body}
 Any other failure exits 1 with a traceback on stderr.
@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests_oauth2client import ClientSecretBasic, DPoPKey, DPoPToken, OAuth2Client
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -46,19 +48,24 @@ def main() -> int:
         print(f"testing=True is only used against loopback: refusing {issuer} {api_url}", file=sys.stderr)
         return 2
 
-    # Count the nonce challenges: a 400 use_dpop_nonce from the token endpoint, a 401 with
-    # `DPoP error="use_dpop_nonce"` from the resource server.
+    # Count the nonce challenges (a 400 use_dpop_nonce from the token endpoint, a 401 with
+    # `DPoP error="use_dpop_nonce"` from the resource server) where every exchange passes: in
+    # the transport adapter. A session hook would miss the resource server's, because the
+    # DPoPToken's own response hook resends the request and hands later hooks the new response.
     seen = {"token": 0, "api": 0}
 
-    def count_challenges(response: requests.Response, *args: object, **kwargs: object) -> None:
-        if response.status_code == 400 and "use_dpop_nonce" in response.text:
-            seen["token"] += 1
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if response.status_code == 401 and 'error="use_dpop_nonce"' in challenge:
-            seen["api"] += 1
+    class CountingAdapter(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            response = super().send(request, *args, **kwargs)
+            if response.status_code == 400 and "use_dpop_nonce" in response.text:
+                seen["token"] += 1
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if response.status_code == 401 and 'error="use_dpop_nonce"' in challenge:
+                seen["api"] += 1
+            return response
 
     session = requests.Session()
-    session.hooks["response"].append(count_challenges)
+    session.mount("http://", CountingAdapter())
 
     oauth2client = OAuth2Client.from_discovery_endpoint(
         url=f"{issuer}/.well-known/oauth-authorization-server",
