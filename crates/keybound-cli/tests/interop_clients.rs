@@ -196,10 +196,7 @@ struct Keybound {
 
 impl Keybound {
     fn start(client_id: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "keybound-interop-{client_id}-{}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("keybound-{client_id}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut random = [0u8; 32];
