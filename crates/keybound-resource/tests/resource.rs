@@ -1075,3 +1075,67 @@ async fn rs_jwks_discovery_for_an_issuer_with_a_path_uses_the_rfc8414_location()
     send(&app, dpop_request(&client, &token)).await.assert_ok();
     assert_eq!(fake.fetches(), 1);
 }
+
+/// A flood of proofs that fail a check never reaches the replay cache, so it cannot grow it;
+/// a flood of valid, unique proofs fills the cache only up to its bound, after which requests
+/// are refused with 503: no live record is evicted and nothing is accepted unchecked.
+#[tokio::test]
+async fn floods_of_proofs_never_grow_the_replay_cache_past_its_bound() {
+    const BOUND: usize = 64;
+    let signer = signer("k1");
+    let cache = Arc::new(MemoryReplayCache::new(BOUND));
+    let verifier = ResourceVerifier::new(
+        ResourceConfig::new(ISS, AUD, BASE),
+        KeySource::Static(Arc::new(keyset(&[&signer]))),
+        cache.clone(),
+    )
+    .unwrap()
+    .with_clock(Arc::new(|| keybound_core::UnixTime::from_secs(NOW)));
+    let router = router(&Arc::new(verifier));
+    let client = key(Algorithm::Es256);
+    let token = signer.sign(&claims(ISS, NOW, Some(&client))).unwrap();
+    let authorization = format!("DPoP {token}");
+    let thief = key(Algorithm::Es256);
+    for _ in 0..500 {
+        let forged = forge(
+            &proof_header(&client),
+            &proof_claims(RES_URL, NOW, &token),
+            &thief,
+        );
+        let reply = send(
+            &router,
+            request(
+                "GET",
+                RES,
+                &[("authorization", &authorization), ("dpop", &forged)],
+            ),
+        )
+        .await;
+        reply.assert_dpop_error(ErrorCode::InvalidDpopProof);
+    }
+    assert_eq!(cache.len(), 0, "refused proofs are never recorded");
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..(BOUND * 3) {
+        let proof = proof_by(&client, "GET", RES_URL, NOW, &token);
+        let reply = send(
+            &router,
+            request(
+                "GET",
+                RES,
+                &[("authorization", &authorization), ("dpop", &proof)],
+            ),
+        )
+        .await;
+        match reply.status {
+            StatusCode::OK => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(cache.len() <= BOUND, "{} records", cache.len());
+    assert_eq!(accepted, cache.len(), "every acceptance is recorded");
+    assert!(
+        refused >= BOUND,
+        "past the bound: 503, not accepted ({refused})"
+    );
+}
