@@ -104,7 +104,7 @@ pub(crate) struct TokenArgs {
     /// The client secret (better from KEYBOUND_CLIENT_SECRET than on the command line).
     /// Without one, the client is public.
     #[arg(long, env = "KEYBOUND_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    client_secret: Option<crate::SecretArg>,
     /// The DPoP key file.
     #[arg(long, env = "KEYBOUND_KEY")]
     key: PathBuf,
@@ -206,7 +206,7 @@ async fn get_token(
     ) {
         (Some(secret), _, _) => ClientAuth::Secret {
             client_id: args.client_id.clone(),
-            client_secret: secret.clone(),
+            client_secret: secret.expose().to_owned(),
         },
         (None, Some(file), Some(kid)) => ClientAuth::PrivateKeyJwt {
             client_id: args.client_id.clone(),

@@ -129,6 +129,32 @@ enum KeysAction {
 /// A failed operation: its message goes to stderr (or as JSON to stdout) and the exit code is 1.
 pub(crate) struct Failure(pub(crate) String);
 
+/// A secret given on the command line or in the environment (a client secret, an access
+/// token): `Debug` shows that one is there, never what it is.
+#[derive(Clone)]
+pub(crate) struct SecretArg(String);
+
+impl SecretArg {
+    /// The secret itself, for the one place that sends it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(..)")
+    }
+}
+
 impl Failure {
     /// Prints the message (as `{"error": ...}` on stdout with `--json`, else on stderr) and
     /// returns exit code 1.
@@ -274,4 +300,58 @@ fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
         println!("{}", jwk.thumbprint());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    #[test]
+    fn debug_output_of_the_arguments_never_shows_a_secret_or_token() {
+        for args in [
+            &[
+                "keybound",
+                "token",
+                "--issuer",
+                "https://as.example",
+                "--client-id",
+                "app",
+                "--client-secret",
+                "s3cr3t-value",
+                "--key",
+                "k.pem",
+            ][..],
+            &[
+                "keybound",
+                "bench",
+                "resource",
+                "--url",
+                "https://api.example/x",
+                "--token",
+                "t0ken-value",
+                "--key",
+                "k.pem",
+            ][..],
+            &[
+                "keybound",
+                "bench",
+                "token",
+                "--issuer",
+                "https://as.example",
+                "--client-id",
+                "app",
+                "--client-secret",
+                "s3cr3t-value",
+            ][..],
+        ] {
+            let debug = format!("{:?}", Cli::try_parse_from(args).unwrap());
+            assert!(
+                !debug.contains("s3cr3t-value") && !debug.contains("t0ken-value"),
+                "{debug}"
+            );
+            assert!(debug.contains("SecretArg(..)"), "{debug}");
+        }
+    }
 }

@@ -55,7 +55,7 @@ pub(super) struct ResourceMode {
     /// A DPoP-bound access token to use instead of getting one (wins over --client-id); --key
     /// must be the key it is bound to.
     #[arg(long, env = "KEYBOUND_TOKEN", hide_env_values = true, requires = "key")]
-    pub(super) token: Option<String>,
+    pub(super) token: Option<crate::SecretArg>,
     #[command(flatten)]
     pub(super) client: ClientArgs,
     #[command(flatten)]
@@ -78,7 +78,7 @@ pub(super) struct ClientArgs {
     /// The client secret (better from KEYBOUND_CLIENT_SECRET than on the command line).
     /// Without one (and without --cert), the client is public.
     #[arg(long, env = "KEYBOUND_CLIENT_SECRET", hide_env_values = true)]
-    pub(super) client_secret: Option<String>,
+    pub(super) client_secret: Option<crate::SecretArg>,
     /// Scopes to request.
     #[arg(long, env = "KEYBOUND_SCOPE")]
     pub(super) scope: Option<String>,

@@ -91,7 +91,7 @@ pub(super) async fn prepare(mode: &Mode, args: &ClientArgs) -> Result<Prepared, 
         }
         Mode::Resource(resource) => {
             let (token, expires_in) = match &resource.token {
-                Some(token) => (token.clone(), None),
+                Some(token) => (token.expose().to_owned(), None),
                 None => {
                     let (metadata, auth) = token_endpoint(&client, args).await?;
                     let response = client
@@ -131,7 +131,7 @@ async fn token_endpoint(
     let auth = match (&args.client_secret, &args.cert) {
         (Some(secret), _) => ClientAuth::Secret {
             client_id,
-            client_secret: secret.clone(),
+            client_secret: secret.expose().to_owned(),
         },
         (None, Some(_)) => ClientAuth::Tls { client_id },
         (None, None) => ClientAuth::Public { client_id },
