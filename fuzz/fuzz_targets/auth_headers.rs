@@ -151,6 +151,11 @@ fn resource(block_headers: &HeaderMap, line: &[u8]) {
 
     let (response, _) = send(service.clone(), first);
     let token = response.extensions().get::<VerifiedToken>().cloned();
+    keybound_fuzz::trace!(
+        "RS {} {:?}",
+        response.status(),
+        response.headers().get(header::WWW_AUTHENTICATE)
+    );
     check_resource_response(&response, block_headers, query.as_deref(), token.as_ref());
     if token.as_ref().is_some_and(|t| t.scheme == Scheme::DPoP) {
         let again = request(method, target, block_headers, "").expect("built once");
@@ -271,6 +276,11 @@ fn authorization(block_headers: &HeaderMap) {
     let (app, keys) = authorization_server();
     let first = request("POST", "/token", &headers, FORM).expect("a request");
     let (response, body) = send(app.clone(), first);
+    keybound_fuzz::trace!(
+        "AS {} {}",
+        response.status(),
+        String::from_utf8_lossy(&body)
+    );
     if check_token_response(&response, &body, &headers, &keys) {
         let again = request("POST", "/token", &headers, FORM).expect("a request");
         let (response, body) = send(app, again);

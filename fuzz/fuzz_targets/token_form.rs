@@ -92,6 +92,10 @@ fuzz_target!(|data: &[u8]| {
     let (app, keys) = authorization_server();
     let (response, response_body) = send(app, request);
     let status = response.status();
+    keybound_fuzz::trace!(
+        "{path} {status} {}",
+        String::from_utf8_lossy(&response_body)
+    );
 
     if body.len() > MAX_FORM_BODY {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

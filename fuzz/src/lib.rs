@@ -415,3 +415,21 @@ pub fn method_and_target(line: &[u8]) -> Option<(&str, &str)> {
     let (method, target) = line.split_once(' ')?;
     Some((method, target.trim_end_matches(' ')))
 }
+
+/// Whether `KEYBOUND_FUZZ_TRACE` is set: the HTTP targets then print what each input got, to
+/// check by hand that the seeds reach the paths they were written for
+/// (`KEYBOUND_FUZZ_TRACE=1 cargo fuzz run token_form --sanitizer none fuzz/seeds/token_form -- -runs=0`).
+pub fn tracing_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("KEYBOUND_FUZZ_TRACE").is_some())
+}
+
+/// Prints one line when [`tracing_enabled`].
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if $crate::tracing_enabled() {
+            eprintln!($($arg)*);
+        }
+    };
+}
