@@ -26,16 +26,10 @@ use keybound_server::{AppState, AuthMethod, Config};
 use keybound_store::MemoryReplayCache;
 use libfuzzer_sys::fuzz_target;
 
-/// A CA certificate file every configured path is pointed at.
+/// The CA certificate file every configured path is pointed at (the rfc9440 fixture).
 fn ca_file() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let ca = keybound_tls::test_pki::TestCa::new("keybound fuzz CA");
-        let path =
-            std::env::temp_dir().join(format!("keybound-fuzz-ca-{}.pem", std::process::id()));
-        std::fs::write(&path, ca.pem.as_bytes()).expect("temp dir is writable");
-        path
-    })
+    PATH.get_or_init(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ca.pem")))
 }
 
 fuzz_target!(|data: &[u8]| {
