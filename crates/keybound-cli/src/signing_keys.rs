@@ -97,10 +97,7 @@ impl KeyHome {
 
 /// The `kid` of the ring's current key.
 pub(crate) fn kid(ring: &KeyRing) -> String {
-    ring.signer().jwks_entry()["kid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    ring.signer().kid().to_owned()
 }
 
 /// The AS's keys as they are at each request, for the in-process protected API.

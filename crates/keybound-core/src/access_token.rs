@@ -263,6 +263,12 @@ impl AccessTokenSigner {
         }
     }
 
+    /// The `kid` named in every token header.
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
     /// The signing key's public JWK with its `kid` and `alg`, as published in the JWKS.
     #[must_use]
     pub fn jwks_entry(&self) -> Value {
