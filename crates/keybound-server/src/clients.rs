@@ -212,16 +212,86 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Reads `Authorization: Basic` as RFC 6749 §2.3.1 defines it (each part form-urlencoded).
-/// The client a request claims to be (the Basic user name, else the `client_id` parameter),
-/// before anything is checked.
-pub(crate) fn claimed_client_id<'f>(headers: &HeaderMap, form: &'f Form) -> Option<Cow<'f, str>> {
-    match basic_credentials(headers) {
-        Ok(Some((id, _))) => Some(Cow::Owned(id)),
-        _ => form.get("client_id").map(Cow::Borrowed),
+/// The credentials a request presents, read once from its `Authorization` header and form:
+/// which client it claims to be, before anything is checked, and how it means to prove it.
+#[derive(Debug)]
+pub(crate) struct Credentials<'f> {
+    claimed: Option<Cow<'f, str>>,
+    proof: Proof<'f>,
+}
+
+enum Proof<'f> {
+    Secret(String, AuthMethod),
+    PostSecret(&'f str),
+    Assertion(&'f str),
+    /// A public client, or one that authenticates with its TLS certificate.
+    Nothing,
+}
+
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Secret(..) => "Secret(<redacted>)",
+            Self::PostSecret(_) => "PostSecret(<redacted>)",
+            Self::Assertion(_) => "Assertion",
+            Self::Nothing => "Nothing",
+        })
     }
 }
 
+impl<'f> Credentials<'f> {
+    /// Reads the credentials: at most one method (RFC 6749 §2.3), and a Basic user name that
+    /// agrees with any `client_id` parameter.
+    ///
+    /// # Errors
+    /// The [`AuthFailure`] and whether HTTP Basic was attempted.
+    pub(crate) fn read(headers: &HeaderMap, form: &'f Form) -> Result<Self, (AuthFailure, bool)> {
+        let basic = basic_credentials(headers).map_err(|f| (f, true))?;
+        let used_basic = basic.is_some();
+        let fail = |f| (f, used_basic);
+        let post_secret = form.get("client_secret");
+        let assertion = form.get("client_assertion");
+        let methods = usize::from(used_basic)
+            + usize::from(post_secret.is_some())
+            + usize::from(assertion.is_some());
+        if methods > 1 {
+            return Err(fail(AuthFailure::MultipleMethods));
+        }
+        let form_id = form.get("client_id");
+        if let Some((id, secret)) = basic {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(fail(AuthFailure::MultipleMethods));
+            }
+            return Ok(Self {
+                claimed: Some(Cow::Owned(id)),
+                proof: Proof::Secret(secret, AuthMethod::ClientSecretBasic),
+            });
+        }
+        let proof = match (assertion, post_secret) {
+            (Some(assertion), _) => Proof::Assertion(assertion),
+            (None, _) if form_id.is_none() => return Err(fail(AuthFailure::Missing)),
+            (None, Some(secret)) => Proof::PostSecret(secret),
+            (None, None) => Proof::Nothing,
+        };
+        Ok(Self {
+            claimed: form_id.map(Cow::Borrowed),
+            proof,
+        })
+    }
+
+    /// The client the request claims to be (the Basic user name, else the `client_id`
+    /// parameter), before anything is checked.
+    #[must_use]
+    pub(crate) fn claimed_client_id(&self) -> Option<&str> {
+        self.claimed.as_deref()
+    }
+
+    fn used_basic(&self) -> bool {
+        matches!(self.proof, Proof::Secret(_, AuthMethod::ClientSecretBasic))
+    }
+}
+
+/// Reads `Authorization: Basic` as RFC 6749 §2.3.1 defines it (each part form-urlencoded).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, AuthFailure> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -285,13 +355,13 @@ impl Clients {
         self.by_id.get(client_id)
     }
 
-    /// Authenticates the client making this request.
+    /// Authenticates the client that presented `credentials` (read from this request's `form`).
     ///
     /// # Errors
     /// The [`AuthFailure`] and whether HTTP Basic was attempted.
     pub(crate) fn authenticate(
         &self,
-        headers: &HeaderMap,
+        credentials: &Credentials<'_>,
         form: &Form,
         ctx: &AuthContext<'_>,
     ) -> Result<Authenticated<'_>, (AuthFailure, bool)> {
@@ -299,43 +369,31 @@ impl Clients {
             client,
             assertion: None,
         };
-        let basic = basic_credentials(headers).map_err(|f| (f, true))?;
-        let used_basic = basic.is_some();
-        let fail = |f| (f, used_basic);
-        let post_secret = form.get("client_secret");
-        let assertion = form.get("client_assertion");
-        let methods = usize::from(used_basic)
-            + usize::from(post_secret.is_some())
-            + usize::from(assertion.is_some());
-        if methods > 1 {
-            return Err(fail(AuthFailure::MultipleMethods));
-        }
-        if let Some((id, secret)) = basic {
-            if form.get("client_id").is_some_and(|f| f != id) {
-                return Err(fail(AuthFailure::MultipleMethods));
+        let fail = |f| (f, credentials.used_basic());
+        let id = credentials.claimed_client_id();
+        match (&credentials.proof, id) {
+            (Proof::Assertion(assertion), _) => {
+                self.check_assertion(form, assertion, ctx).map_err(fail)
             }
-            return self
-                .check_secret(&id, &secret, AuthMethod::ClientSecretBasic)
+            (Proof::Secret(secret, method), Some(id)) => self
+                .check_secret(id, secret, *method)
                 .map(plain)
-                .map_err(fail);
-        }
-        if let Some(assertion) = assertion {
-            return self.check_assertion(form, assertion, ctx).map_err(fail);
-        }
-        let id = form.get("client_id").ok_or(fail(AuthFailure::Missing))?;
-        if let Some(secret) = post_secret {
-            return self
+                .map_err(fail),
+            (Proof::PostSecret(secret), Some(id)) => self
                 .check_secret(id, secret, AuthMethod::ClientSecretPost)
                 .map(plain)
-                .map_err(fail);
-        }
-        let client = self.get(id).ok_or(fail(AuthFailure::UnknownClient))?;
-        match client.config.auth_method {
-            AuthMethod::None => Ok(plain(client)),
-            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => {
-                check_certificate(client, ctx).map(plain).map_err(fail)
+                .map_err(fail),
+            (Proof::Nothing, Some(id)) => {
+                let client = self.get(id).ok_or(fail(AuthFailure::UnknownClient))?;
+                match client.config.auth_method {
+                    AuthMethod::None => Ok(plain(client)),
+                    AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => {
+                        check_certificate(client, ctx).map(plain).map_err(fail)
+                    }
+                    _ => Err(fail(AuthFailure::WrongMethod)),
+                }
             }
-            _ => Err(fail(AuthFailure::WrongMethod)),
+            (_, None) => Err(fail(AuthFailure::Missing)),
         }
     }
 

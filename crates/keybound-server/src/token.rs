@@ -19,7 +19,7 @@ use keybound_store::{Grant, GrantId, RefreshTokenRecord, RefreshTokenState, Rota
 use keybound_tls::ClientCertificate;
 use serde_json::json;
 
-use crate::clients::{AuthContext, Authenticated, Client, claimed_client_id};
+use crate::clients::{AuthContext, AuthFailure, Authenticated, Client, Credentials};
 use crate::error::{OAuthError, attach_nonce, no_store};
 use crate::form::Form;
 use crate::state::AppState;
@@ -66,13 +66,13 @@ pub(crate) fn authenticate_client<'a>(
     path: &str,
     now: UnixTime,
 ) -> Result<Authenticated<'a>, OAuthError> {
+    let credentials = Credentials::read(caller.headers, form)
+        .map_err(|(failure, basic)| auth_failed(state, failure, basic, path))?;
     // Only registered ids are counted: memory stays bounded whatever ids are sent.
-    let claimed =
-        claimed_client_id(caller.headers, form).filter(|id| state.clients.get(id).is_some());
-    if let Some(wait) = claimed
-        .as_deref()
-        .and_then(|id| state.failed_authentications.locked(id, now))
-    {
+    let claimed = credentials
+        .claimed_client_id()
+        .filter(|id| state.clients.get(id).is_some());
+    if let Some(wait) = claimed.and_then(|id| state.failed_authentications.locked(id, now)) {
         state.metrics.client_auth_failed("rate_limited");
         tracing::warn!(client = ?claimed, path, "client authentication refused: too many failures");
         return Err(OAuthError::new(
@@ -90,19 +90,23 @@ pub(crate) fn authenticate_client<'a>(
     };
     state
         .clients
-        .authenticate(caller.headers, form, &ctx)
+        .authenticate(&credentials, form, &ctx)
         .map_err(|(failure, basic)| {
-            if let Some(id) = claimed.as_deref().filter(|_| failure.is_wrong_credential()) {
+            if let Some(id) = claimed.filter(|_| failure.is_wrong_credential()) {
                 state.failed_authentications.failed(id, now);
             }
-            state.metrics.client_auth_failed(failure.reason());
-            tracing::info!(
-                reason = failure.reason(),
-                path,
-                "client authentication failed"
-            );
-            failure.into_error(basic)
+            auth_failed(state, failure, basic, path)
         })
+}
+
+fn auth_failed(state: &AppState, failure: AuthFailure, basic: bool, path: &str) -> OAuthError {
+    state.metrics.client_auth_failed(failure.reason());
+    tracing::info!(
+        reason = failure.reason(),
+        path,
+        "client authentication failed"
+    );
+    failure.into_error(basic)
 }
 
 pub(crate) fn store_unavailable(error: &StoreError) -> OAuthError {
