@@ -25,6 +25,18 @@ pub const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
 /// RFC 9440 `Client-Cert-Chain`.
 pub const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 
+/// Headers that proxies commonly use to forward a client certificate (nginx, HAProxy, Envoy).
+/// Whatever the configured format, these are removed from every request before the
+/// application sees it, so an application reading one of them cannot be fooled by a client
+/// that sent it itself (standards §5 row 42).
+static CONVENTIONAL_CERT_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-ssl-client-cert"),
+    HeaderName::from_static("ssl-client-cert"),
+    HeaderName::from_static("x-client-cert"),
+    HeaderName::from_static("x-ssl-cert"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+];
+
 /// How a trusted proxy forwards the certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -162,12 +174,12 @@ impl ForwardedCertificates {
         }
     }
 
-    fn header_names(&self) -> Vec<HeaderName> {
-        let mut names = vec![CLIENT_CERT, CLIENT_CERT_CHAIN];
-        if let ForwardedFormat::EscapedPem(name) = &self.format {
-            names.push(name.clone());
+    /// The header this configuration reads the certificate from, besides RFC 9440's.
+    fn escaped_pem_header(&self) -> Option<&HeaderName> {
+        match &self.format {
+            ForwardedFormat::EscapedPem(name) => Some(name),
+            ForwardedFormat::Rfc9440 => None,
         }
-        names
     }
 }
 
@@ -277,29 +289,30 @@ fn intake(
     } else {
         (None, None)
     };
-    let Some(forwarded) = forwarded else {
-        for name in [CLIENT_CERT, CLIENT_CERT_CHAIN] {
-            request.headers_mut().remove(name);
+    let configured = forwarded.and_then(ForwardedCertificates::escaped_pem_header);
+    let rfc9440 = [CLIENT_CERT, CLIENT_CERT_CHAIN];
+    let certificate_headers = rfc9440
+        .iter()
+        .chain(&CONVENTIONAL_CERT_HEADERS)
+        .chain(configured);
+    let result = match forwarded {
+        Some(forwarded) if from_tls.is_none() && remote.is_some_and(|ip| forwarded.trusts(ip)) => {
+            forwarded.read(request.headers())
         }
-        return Ok(from_tls);
-    };
-    let trusted = from_tls.is_none() && remote.is_some_and(|ip| forwarded.trusts(ip));
-    let result = if trusted {
-        forwarded.read(request.headers())
-    } else {
-        if forwarded
-            .header_names()
-            .iter()
-            .any(|n| request.headers().contains_key(n))
-        {
-            tracing::info!(
-                ?remote,
-                "ignored a forwarded client certificate from an untrusted peer"
-            );
+        _ => {
+            if certificate_headers
+                .clone()
+                .any(|n| request.headers().contains_key(n))
+            {
+                tracing::info!(
+                    ?remote,
+                    "removed client certificate headers sent by an untrusted peer"
+                );
+            }
+            Ok(from_tls)
         }
-        Ok(from_tls)
     };
-    for name in forwarded.header_names() {
+    for name in certificate_headers {
         request.headers_mut().remove(name);
     }
     result

@@ -22,7 +22,13 @@ async fn echo(
 ) -> String {
     let seen =
         certificate.map_or_else(|| "none".to_owned(), |c| c.thumbprint().as_str().to_owned());
-    let leaked = headers.contains_key("client-cert") || headers.contains_key("x-ssl-client-cert");
+    let leaked = [
+        "client-cert",
+        "x-ssl-client-cert",
+        "x-forwarded-client-cert",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name));
     format!("{seen}|{leaked}")
 }
 
@@ -180,6 +186,33 @@ async fn attack42_forwarded_certificates_count_only_from_trusted_proxies() {
         .await
         .unwrap();
     assert_eq!(spoofed, "none|false");
+}
+
+#[tokio::test]
+async fn attack42_conventional_certificate_headers_never_reach_the_application() {
+    let cert = self_signed(&ClientSpec::common_name("app"));
+    let pem = cert.cert_pem.replace('\n', "%0A");
+    let without_forwarding = app(None).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, without_forwarding).await });
+    // RFC 9440 mode reads `Client-Cert` only; a proxy convention's header sent by the client
+    // itself, even through the trusted proxy, is removed, and so is Envoy's XFCC.
+    let rfc9440 = plain_server(trusted_loopback(ForwardedFormat::Rfc9440)).await;
+    for addr in [bare, rfc9440] {
+        for name in ["x-ssl-client-cert", "x-forwarded-client-cert"] {
+            let body = reqwest::Client::new()
+                .get(format!("http://{addr}/"))
+                .header(name, &pem)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_eq!(body, "none|false", "{name} at {addr}");
+        }
+    }
 }
 
 #[tokio::test]
