@@ -12,6 +12,8 @@ use serde_json::json;
 
 use crate::Failure;
 
+use crate::output::outln;
+
 /// The algorithm named `name` (ES256, EdDSA, ES384, PS256, RS256), if one is named.
 pub(crate) fn algorithm(name: Option<&str>) -> Result<Option<Algorithm>, Failure> {
     name.map(|n| {
@@ -36,12 +38,12 @@ pub(crate) fn keygen(args: &KeygenArgs, as_json: bool) -> Result<(), Failure> {
     let key = generate_key_file(&args.out, alg).map_err(|e| Failure(e.to_string()))?;
     let jkt = key.public_jwk().thumbprint();
     if as_json {
-        println!(
+        outln!(
             "{}",
             json!({ "file": args.out.display().to_string(), "alg": alg.name(), "jkt": jkt.as_str() })
         );
     } else {
-        println!("{jkt}");
+        outln!("{jkt}");
     }
     Ok(())
 }
@@ -83,7 +85,7 @@ pub(crate) fn proof(args: &ProofArgs) -> Result<(), Failure> {
     if let Some(nonce) = &args.nonce {
         builder = builder.nonce(nonce);
     }
-    println!(
+    outln!(
         "{}",
         builder
             .sign(&key, &SystemRandom::new())
@@ -174,8 +176,7 @@ pub(crate) fn dpop_client(
 ) -> Result<DpopClient, Failure> {
     let mut builder = DpopClient::builder(key);
     if let Some(ca) = ca {
-        let pem =
-            std::fs::read(ca).map_err(|e| Failure(format!("cannot read {}: {e}", ca.display())))?;
+        let pem = keybound_tls::read_pem_file(ca).map_err(|e| Failure(e.to_string()))?;
         builder = builder.add_root_certificate_pem(&pem);
     }
     if let Some((cert, cert_key)) = identity {
@@ -240,9 +241,9 @@ pub(crate) fn token(args: &TokenArgs, as_json: bool) -> Result<(), Failure> {
         "jkt": client.thumbprint().as_str(),
     });
     if as_json {
-        println!("{body}");
+        outln!("{body}");
     } else {
-        println!("{}", token.access_token);
+        outln!("{}", token.access_token);
         eprintln!(
             "token_type DPoP, bound to jkt {}, expires in {} s",
             client.thumbprint(),
@@ -278,7 +279,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), Failure> {
             eprintln!("* nonce retries: {}", client.nonce_retries());
         }
         let text = response.text().await.map_err(|e| Failure(e.to_string()))?;
-        println!("{text}");
+        outln!("{text}");
         if status.is_success() {
             Ok(())
         } else {

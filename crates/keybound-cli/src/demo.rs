@@ -16,6 +16,8 @@ use keybound_store::{MemoryReplayCache, SqliteStore};
 
 use crate::Failure;
 
+use crate::output::outln;
+
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure(e.to_string())
 }
@@ -110,21 +112,21 @@ pub(crate) fn demo() -> Result<(), Failure> {
         let started = Instant::now();
         let (base, dir) = start().await?;
         let orders = format!("{base}/api/orders");
-        println!("keybound demo: an authorization server and a protected API on {base}\n");
+        outln!("keybound demo: an authorization server and a protected API on {base}\n");
 
         let client_key = SigningKey::generate(Algorithm::Es256, &SystemRandom::new()).map_err(fail)?.0;
         let client = DpopClient::new(client_key).map_err(fail)?;
         let issuer = client.discover(&base).await.map_err(fail)?;
         let auth = ClientAuth::Secret { client_id: "shop".into(), client_secret: "demo-secret".into() };
         let token = client.client_credentials(&issuer, &auth, None).await.map_err(fail)?.access_token;
-        println!("1. The client gets a token bound to its key (jkt {}).", client.thumbprint());
+        outln!("1. The client gets a token bound to its key (jkt {}).", client.thumbprint());
         let proof = client.proof("GET", &orders, Some(&token)).map_err(fail)?;
         let http = reqwest::Client::new();
         let dpop = format!("DPoP {token}");
         let (status, body) = attempt(&http, &orders, &[("authorization", dpop.clone()), ("dpop", proof.clone())]).await?;
-        println!("2. It calls the API with a fresh proof: {status} {body}\n");
+        outln!("2. It calls the API with a fresh proof: {status} {body}\n");
 
-        println!("An attacker steals the token and captures that request:");
+        outln!("An attacker steals the token and captures that request:");
         let thief_key = SigningKey::generate(Algorithm::Es256, &SystemRandom::new()).map_err(fail)?.0;
         let thief = DpopClient::new(thief_key).map_err(fail)?;
         let thief_proof = thief.proof("GET", &orders, Some(&token)).map_err(fail)?;
@@ -142,10 +144,10 @@ pub(crate) fn demo() -> Result<(), Failure> {
             if status >= 400 {
                 refused += 1;
             }
-            println!("  {}. {what}: {status} {why}", i + 1);
+            outln!("  {}. {what}: {status} {why}", i + 1);
         }
         let _ = std::fs::remove_dir_all(&dir);
-        println!("\n{refused} of {} attempts refused; the stolen token is useless without the client's key. ({:.1} s)", tries.len(), started.elapsed().as_secs_f64());
+        outln!("\n{refused} of {} attempts refused; the stolen token is useless without the client's key. ({:.1} s)", tries.len(), started.elapsed().as_secs_f64());
         if refused == tries.len() { Ok(()) } else { Err(Failure("an attack was not refused".into())) }
     })
 }

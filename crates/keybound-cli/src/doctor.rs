@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 use crate::Failure;
 
+use crate::output::outln;
+
 /// Largest metadata or JWKS document read.
 const MAX_DOCUMENT: usize = 256 * 1024;
 /// Skew above which the clock finding warns, and above which it fails, in seconds.
@@ -137,7 +139,7 @@ fn print(args: &DoctorArgs, findings: &[Finding], as_json: bool) -> ExitCode {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "issuer": args.issuer,
@@ -147,7 +149,7 @@ fn print(args: &DoctorArgs, findings: &[Finding], as_json: bool) -> ExitCode {
             })
         );
     } else {
-        println!("keybound doctor {}", args.issuer);
+        outln!("keybound doctor {}", args.issuer);
         let width = findings.iter().map(|f| f.check.len()).max().unwrap_or(0);
         for f in findings {
             let label = match f.severity {
@@ -156,12 +158,12 @@ fn print(args: &DoctorArgs, findings: &[Finding], as_json: bool) -> ExitCode {
                 Severity::Fail => "FAIL",
                 Severity::Skip => "skip",
             };
-            println!("  {label}  {:width$}  {}", f.check, f.detail);
+            outln!("  {label}  {:width$}  {}", f.check, f.detail);
             if let Some(fix) = &f.fix {
-                println!("        {:width$}  fix: {fix}", "");
+                outln!("        {:width$}  fix: {fix}", "");
             }
         }
-        println!(
+        outln!(
             "{} ok, {} warnings, {failures} failures, {} skipped",
             count(Severity::Ok),
             count(Severity::Warn),

@@ -11,6 +11,8 @@ use keybound_resource::{
 
 use crate::Failure;
 
+use crate::output::outln;
+
 /// Options of `keybound gateway`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GatewayArgs {
@@ -129,9 +131,11 @@ pub(crate) fn gateway(args: &GatewayArgs) -> Result<(), Failure> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
-        println!(
+        outln!(
             "keybound gateway: {} -> {} (tokens from {})",
-            args.public_url, args.upstream, args.issuer
+            args.public_url,
+            args.upstream,
+            args.issuer
         );
         tracing::info!(listen = %args.listen, "gateway serving");
         let limits = keybound_tls::ServeLimits::default();

@@ -2,7 +2,6 @@
 //! outcome. Wiring only: the checks and the verdicts are `keybound-core`'s
 //! (`ProofVerifier::diagnose`, `diagnose::access_token`, `diagnose::binding`).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +14,9 @@ use keybound_core::{CertThumbprint, ErrorCode, Htu, KeySet, UnixTime};
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
+use crate::input::{read_file, read_limited};
+
+use crate::output::outln;
 
 /// Largest proof, token, JWKS or certificate read from a file or standard input.
 const MAX_INPUT: u64 = 256 * 1024;
@@ -82,33 +84,15 @@ fn usage(message: &str) -> ! {
     .exit()
 }
 
-fn read_limited(reader: impl std::io::Read, what: &str) -> Result<Vec<u8>, Failure> {
-    let mut bytes = Vec::new();
-    reader
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Failure(format!("cannot read {what}: {e}")))?;
-    if bytes.len() as u64 > MAX_INPUT {
-        return Err(Failure(format!("{what} is larger than {MAX_INPUT} bytes")));
-    }
-    Ok(bytes)
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
-    read_limited(file, &path.display().to_string())
-}
-
 /// A proof or token argument: `-` is standard input, `@FILE` or an existing file is read,
 /// anything else is the value itself.
 fn read_value(value: &str) -> Result<String, Failure> {
     let bytes = if value == "-" {
-        read_limited(std::io::stdin().lock(), "standard input")?
+        read_limited(std::io::stdin().lock(), "standard input", MAX_INPUT)?
     } else if let Some(path) = value.strip_prefix('@') {
-        read_file(Path::new(path))?
+        read_file(Path::new(path), MAX_INPUT)?
     } else if Path::new(value).is_file() {
-        read_file(Path::new(value))?
+        read_file(Path::new(value), MAX_INPUT)?
     } else {
         return Ok(value.trim().to_owned());
     };
@@ -194,7 +178,7 @@ async fn jwks_uri(issuer: &str) -> Result<String, Failure> {
 /// The AS's keys, from --jwks, --jwks-url, or the issuer's metadata; `None` without any.
 fn load_keys(args: &InspectArgs) -> Result<Option<KeySet>, Failure> {
     let (bytes, source) = match (&args.jwks, &args.jwks_url, &args.issuer) {
-        (Some(file), _, _) => (read_file(file)?, file.display().to_string()),
+        (Some(file), _, _) => (read_file(file, MAX_INPUT)?, file.display().to_string()),
         (None, Some(url), _) => (runtime()?.block_on(fetch(url))?, url.clone()),
         (None, None, Some(issuer)) => {
             let runtime = runtime()?;
@@ -210,7 +194,7 @@ fn load_keys(args: &InspectArgs) -> Result<Option<KeySet>, Failure> {
 
 /// A certificate file, PEM or DER, to its `x5t#S256`.
 fn cert_thumbprint(path: &Path) -> Result<CertThumbprint, Failure> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, MAX_INPUT)?;
     let der = match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => {
             let body: String = text
@@ -403,7 +387,7 @@ fn print(report: &Report, as_json: bool) -> ExitCode {
             };
             out["token"] = token;
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
         let pretty = |v: Option<&Map<String, Value>>| {
             v.and_then(|m| serde_json::to_string_pretty(m).ok())
@@ -411,16 +395,16 @@ fn print(report: &Report, as_json: bool) -> ExitCode {
                 .replace('\n', "\n    ")
         };
         if let Some(p) = &report.proof {
-            println!("DPoP proof");
-            println!("  header: {}", pretty(p.header.as_ref()));
-            println!("  claims: {}", pretty(p.claims.as_ref()));
+            outln!("DPoP proof");
+            outln!("  header: {}", pretty(p.header.as_ref()));
+            outln!("  claims: {}", pretty(p.claims.as_ref()));
         }
         if let Some(t) = &report.token {
-            println!("Access token");
-            println!("  header: {}", pretty(t.header.as_ref()));
-            println!("  claims: {}", pretty(t.claims.as_ref()));
+            outln!("Access token");
+            outln!("  header: {}", pretty(t.header.as_ref()));
+            outln!("  claims: {}", pretty(t.claims.as_ref()));
         }
-        println!("Checks");
+        outln!("Checks");
         let width = report
             .checks
             .iter()
@@ -433,7 +417,7 @@ fn print(report: &Report, as_json: bool) -> ExitCode {
                 Status::Fail => "FAIL",
                 Status::Skipped => "skip",
             };
-            println!("  {status}  {:width$}  {}", c.name, c.detail);
+            outln!("  {status}  {:width$}  {}", c.name, c.detail);
         }
         let performed = report
             .checks
@@ -441,9 +425,9 @@ fn print(report: &Report, as_json: bool) -> ExitCode {
             .filter(|c| c.status != Status::Skipped)
             .count();
         if failed == 0 {
-            println!("All {performed} checks performed passed.");
+            outln!("All {performed} checks performed passed.");
         } else {
-            println!("{failed} of {performed} checks performed failed.");
+            outln!("{failed} of {performed} checks performed failed.");
         }
     }
     if failed == 0 {

@@ -5,13 +5,18 @@
 //!
 //! Exit codes: 0 success, 1 a refused or failed operation, 2 a usage error.
 
+// Standard output goes through `output::outln!`, which a closed pipe cannot crash.
+#![deny(clippy::print_stdout)]
+
 mod bench;
 mod client;
 mod demo;
 mod demo_web;
 mod doctor;
 mod gateway;
+mod input;
 mod inspect;
+mod output;
 mod serve;
 mod signing_keys;
 
@@ -22,6 +27,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keybound_core::PublicJwk;
 use serde_json::json;
+
+use crate::output::outln;
 
 /// keybound: sender-constrained OAuth 2.0 (DPoP and mTLS) for authorization servers, resource
 /// servers and clients.
@@ -160,7 +167,7 @@ impl Failure {
     /// returns exit code 1.
     pub(crate) fn report(self, as_json: bool) -> ExitCode {
         if as_json {
-            println!("{}", json!({ "error": self.0 }));
+            outln!("{}", json!({ "error": self.0 }));
         } else {
             eprintln!("keybound: {}", self.0);
         }
@@ -179,13 +186,13 @@ fn main() -> ExitCode {
             action: KeysAction::Rotate(args),
         } => serve::rotate(args).map(|(kid, followed)| {
             if cli.json {
-                println!("{}", json!({ "current_kid": kid, "replicas_follow": followed }));
+                outln!("{}", json!({ "current_kid": kid, "replicas_follow": followed }));
             } else if followed {
-                println!(
+                outln!(
                     "rotated in the shared store; the current signing key is now {kid}. Running replicas switch to it within `[store] key_reload_secs` (default 10 s)."
                 );
             } else {
-                println!(
+                outln!(
                     "rotated; the current signing key is now {kid}. Restart the servers to use it."
                 );
             }
@@ -237,9 +244,9 @@ fn secret(as_json: bool) -> Result<(), Failure> {
         .map_err(|_| Failure("the system random generator failed".into()))?;
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref());
     if as_json {
-        println!("{}", json!({ "secret": secret }));
+        outln!("{}", json!({ "secret": secret }));
     } else {
-        println!("{secret}");
+        outln!("{secret}");
     }
     Ok(())
 }
@@ -254,9 +261,9 @@ fn hash_secret(as_json: bool) -> Result<(), Failure> {
     }
     let hash = keybound_server::hash_secret(secret);
     if as_json {
-        println!("{}", json!({ "client_secret_sha256": hash }));
+        outln!("{}", json!({ "client_secret_sha256": hash }));
     } else {
-        println!("{hash}");
+        outln!("{hash}");
     }
     Ok(())
 }
@@ -271,16 +278,15 @@ fn hash_password(as_json: bool) -> Result<(), Failure> {
     }
     let hash = keybound_server::users::hash_password(password).map_err(Failure)?;
     if as_json {
-        println!("{}", json!({ "password_argon2": hash }));
+        outln!("{}", json!({ "password_argon2": hash }));
     } else {
-        println!("{hash}");
+        outln!("{hash}");
     }
     Ok(())
 }
 
 fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
-    let bytes =
-        std::fs::read(file).map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
+    let bytes = input::read_file(file, 256 * 1024)?;
     // A JWK (public or private), else a PKCS#8 key file as `keygen` writes them.
     let jwk = match PublicJwk::public_half_of(&bytes) {
         Ok(jwk) => jwk,
@@ -295,9 +301,9 @@ fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
             .map_err(|e| Failure(e.to_string()))?,
     };
     if as_json {
-        println!("{}", json!({ "jkt": jwk.thumbprint().as_str() }));
+        outln!("{}", json!({ "jkt": jwk.thumbprint().as_str() }));
     } else {
-        println!("{}", jwk.thumbprint());
+        outln!("{}", jwk.thumbprint());
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ use keybound_store::{MemoryReplayCache, SqliteStore};
 use crate::Failure;
 use crate::signing_keys::{AsKeys, KeyHome, kid};
 
+use crate::input::{MAX_CONFIG_FILE, read_file};
+use crate::output::outln;
+
 /// Replay-cache capacity of a single node (about 56 MB at the limit).
 const REPLAY_CAPACITY: usize = 1 << 20;
 
@@ -144,44 +147,44 @@ dpop_bound_access_tokens = true
 
 fn banner(settings: &Validated, listen: SocketAddr, demo: Option<&Demo>) {
     let issuer = &settings.issuer;
-    println!(
+    outln!(
         "keybound {} authorization server",
         env!("CARGO_PKG_VERSION")
     );
-    println!("  issuer    {issuer}");
-    println!("  listening {listen}");
-    println!("  metadata  {issuer}/.well-known/oauth-authorization-server");
-    println!("  data dir  {}", settings.config.data_dir.display());
+    outln!("  issuer    {issuer}");
+    outln!("  listening {listen}");
+    outln!("  metadata  {issuer}/.well-known/oauth-authorization-server");
+    outln!("  data dir  {}", settings.config.data_dir.display());
     let Some(demo) = demo else { return };
     let exe =
         std::env::current_exe().map_or_else(|_| "keybound".to_owned(), |p| p.display().to_string());
-    println!();
-    println!("Development mode (no --config): demo clients");
-    println!(
+    outln!();
+    outln!("Development mode (no --config): demo clients");
+    outln!(
         "  demo-confidential  client_secret_basic, secret {}  (DPoP required)",
         demo.confidential_secret
     );
-    println!("  demo-public        public client (authorization code + PKCE + DPoP)");
-    println!("  user alice         password {}", demo.user_password);
-    println!("  in a browser       {issuer}/demo  (sign in as alice, get a DPoP-bound token)");
-    println!();
-    println!(
+    outln!("  demo-public        public client (authorization code + PKCE + DPoP)");
+    outln!("  user alice         password {}", demo.user_password);
+    outln!("  in a browser       {issuer}/demo  (sign in as alice, get a DPoP-bound token)");
+    outln!();
+    outln!(
         "Get a DPoP-bound token (the demo client's key is {}):",
         demo.key_file.display()
     );
-    println!(
+    outln!(
         "  curl -s -u demo-confidential:{secret} -d grant_type=client_credentials \\\n    -H \"DPoP: $({exe} proof --key {key} --method POST --url {issuer}/token)\" {issuer}/token",
         secret = demo.confidential_secret,
         key = demo.key_file.display(),
     );
-    println!();
-    println!("Then call the protected demo API with it:");
-    println!(
+    outln!();
+    outln!("Then call the protected demo API with it:");
+    outln!(
         "  TOKEN=$(curl -s -u demo-confidential:{secret} -d grant_type=client_credentials -H \"DPoP: $({exe} proof --key {key} --method POST --url {issuer}/token)\" {issuer}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')",
         secret = demo.confidential_secret,
         key = demo.key_file.display()
     );
-    println!(
+    outln!(
         "  curl -s -H \"Authorization: DPoP $TOKEN\" -H \"DPoP: $({exe} proof --key {key} --method GET --url {issuer}/api/whoami --token $TOKEN)\" {issuer}/api/whoami",
         key = demo.key_file.display()
     );
@@ -191,8 +194,8 @@ fn load(args: &ServeArgs) -> Result<(Validated, bool, Option<Demo>), Failure> {
     let issuer_default = format!("http://{}", args.listen);
     let (mut config, demo) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+            let text = String::from_utf8(read_file(path, MAX_CONFIG_FILE)?)
+                .map_err(|_| Failure(format!("{}: not UTF-8 text", path.display())))?;
             (
                 Config::from_toml(&text)
                     .map_err(|e| Failure(format!("{}: {e}", path.display())))?,

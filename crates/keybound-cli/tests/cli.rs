@@ -177,6 +177,44 @@ fn serve_refuses_a_bad_configuration_naming_the_key() {
 }
 
 #[test]
+fn endless_or_huge_files_named_in_the_configuration_are_refused_not_read_forever() {
+    let out = keybound(&["serve", "--config", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("larger than")
+    );
+    let config = temp_file(
+        "endless-ca.toml",
+        "issuer = \"https://as.example\"\n[mtls]\nclient_ca_files = [\"/dev/zero\"]\n",
+    );
+    let out = keybound(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("mtls.client_ca_files[0]") && stderr.contains("larger than"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly_with_status_1() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_keybound"))
+        .args(["--json", "secret"])
+        .env_remove("KEYBOUND_JSON")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn keys_rotate_and_proof() {
     let port = free_port();
     let data = temp_file("unused2", "").with_file_name(format!("rot-{port}"));

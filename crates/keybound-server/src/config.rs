@@ -717,7 +717,7 @@ impl Config {
 }
 
 fn read_anchors(key: &str, path: &std::path::Path) -> Result<TrustAnchors, ConfigError> {
-    let pem = std::fs::read(path).map_err(|e| bad(key, format!("{}: {e}", path.display())))?;
+    let pem = keybound_tls::read_pem_file(path).map_err(|e| bad(key, e.to_string()))?;
     TrustAnchors::from_pem(&pem).map_err(|e| bad(key, e.to_string()))
 }
 
@@ -780,8 +780,8 @@ impl MtlsConfig {
             let mut pem = Vec::new();
             for (i, path) in self.client_ca_files.iter().enumerate() {
                 let key = format!("mtls.client_ca_files[{i}]");
-                let bytes = std::fs::read(path)
-                    .map_err(|e| bad(&key, format!("{}: {e}", path.display())))?;
+                let bytes =
+                    keybound_tls::read_pem_file(path).map_err(|e| bad(&key, e.to_string()))?;
                 TrustAnchors::from_pem(&bytes).map_err(|e| bad(&key, e.to_string()))?;
                 pem.extend_from_slice(&bytes);
                 pem.push(b'\n');

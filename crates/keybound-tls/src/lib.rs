@@ -39,7 +39,8 @@ pub use intake::{
     ForwardedFormat, ProxyNet,
 };
 pub use listener::{
-    ClientCertMode, HANDSHAKE_TIMEOUT, Peer, ServerTls, TlsListener, certificates_from_pem,
+    ClientCertMode, HANDSHAKE_TIMEOUT, MAX_PEM_FILE, Peer, ServerTls, TlsListener,
+    certificates_from_pem, read_pem_file,
 };
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 pub use serve::{ServeLimits, serve};

@@ -52,8 +52,30 @@ pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))
+/// The largest PEM file read: far above any real certificate chain, key or CA bundle, and a
+/// clear error instead of a hang for a path like `/dev/zero` in a configuration.
+pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// Reads a PEM file (certificates or a key) of at most [`MAX_PEM_FILE`] bytes.
+///
+/// # Errors
+/// [`TlsError::Io`] if it cannot be read or is larger.
+pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read as _;
+    let io = |e: std::io::Error| TlsError::Io(format!("{}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(TlsError::Io(format!(
+            "{}: larger than {MAX_PEM_FILE} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The server's certificate chain and key, and how client certificates are treated.
@@ -94,8 +116,8 @@ impl ServerTls {
     /// # Errors
     /// [`TlsError::Io`] or [`TlsError::Pem`].
     pub fn from_pem_files(chain: &Path, key: &Path) -> Result<Self, TlsError> {
-        let chain = certificates_from_pem(&read(chain)?)?;
-        let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+        let chain = certificates_from_pem(&read_pem_file(chain)?)?;
+        let key = PrivateKeyDer::from_pem_slice(&read_pem_file(key)?)
             .map_err(|e| TlsError::Pem(format!("{}: {e}", key.display())))?;
         Ok(Self { chain, key })
     }

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use super::run::Outcome;
 
+use crate::output::{out, outln};
+
 /// Clock ticks per second of the times in `/proc/self/stat`: Linux reports them in `USER_HZ`,
 /// which is 100 on every architecture it runs on today.
 const USER_HZ: f64 = 100.0;
@@ -163,9 +165,9 @@ impl Report {
     /// Prints the report: one JSON object, or a table.
     pub(super) fn print(&self, as_json: bool) {
         if as_json {
-            println!("{}", self.to_json());
+            outln!("{}", self.to_json());
         } else {
-            print!("{}", self.to_text());
+            out!("{}", self.to_text());
         }
     }
 

@@ -31,7 +31,7 @@ pub(super) struct Prepared {
 /// flight, redirects not followed, the same trust roots and TLS identity as setup.
 pub(super) fn load_client(args: &ClientArgs, load: &LoadArgs) -> Result<reqwest::Client, Failure> {
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+        keybound_tls::read_pem_file(path).map_err(|e| Failure(e.to_string()))
     };
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
