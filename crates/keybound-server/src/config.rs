@@ -485,6 +485,12 @@ impl Config {
                 "must be at least tokens.refresh_token_lifetime_secs, which must be positive",
             ));
         }
+        if t.grant_lifetime_secs > MAX_GRANT_LIFETIME_SECS {
+            return Err(bad(
+                "tokens.grant_lifetime_secs",
+                format!("must be at most {MAX_GRANT_LIFETIME_SECS} (one year)"),
+            ));
+        }
         let signing_alg = Algorithm::from_name(&t.signing_alg)
             .filter(|a| Algorithm::FAPI2.contains(a))
             .ok_or_else(|| bad("tokens.signing_alg", "must be ES256, EdDSA or PS256"))?;
@@ -641,6 +647,14 @@ impl Config {
                     }
                 }
             }
+            for (j, scope) in c.scopes.iter().enumerate() {
+                if !is_scope_token(scope) {
+                    return Err(bad(
+                        format!("clients[{i}].scopes[{j}]"),
+                        "must be 1 to 128 printable ASCII characters without space, `\"` or `\\` (RFC 6749 §3.3)",
+                    ));
+                }
+            }
             client_keys.push(keys);
             client_tls_all.push(tls);
             check_redirect_uris(c, &key)?;
@@ -714,6 +728,17 @@ impl Config {
             config: self,
         })
     }
+}
+
+/// The longest a grant (and so a refresh token) may live: one year.
+const MAX_GRANT_LIFETIME_SECS: u64 = 366 * 86_400;
+
+/// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`, here at most 128 bytes.
+fn is_scope_token(scope: &str) -> bool {
+    (1..=128).contains(&scope.len())
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 fn read_anchors(key: &str, path: &std::path::Path) -> Result<TrustAnchors, ConfigError> {

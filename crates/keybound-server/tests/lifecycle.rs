@@ -228,6 +228,18 @@ fn configuration_errors_name_the_key() {
             "issuer = \"https://a\"\n[[clients]]\nclient_id = \"c\"\nauth_method = \"none\"\ngrant_types = [\"client_credentials\"]",
             "clients[0].grant_types[0]",
         ),
+        (
+            "issuer = \"https://a\"\n[[clients]]\nclient_id = \"c\"\nauth_method = \"none\"\ngrant_types = [\"authorization_code\"]\nredirect_uris = [\"https://app/cb\"]\nscopes = [\"read\", \"a b\"]",
+            "clients[0].scopes[1]",
+        ),
+        (
+            "issuer = \"https://a\"\n[tokens]\ngrant_lifetime_secs = 18446744073709551615",
+            "tokens.grant_lifetime_secs",
+        ),
+        (
+            "issuer = \"https://a\"\n[mtls]\nclient_ca_files = [\"/dev/zero\"]",
+            "mtls.client_ca_files[0]",
+        ),
     ];
     for (text, key) in cases {
         let err = Config::from_toml(text)
