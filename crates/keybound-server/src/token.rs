@@ -596,7 +596,10 @@ pub(crate) fn respond(
     }
     let mut response = Json(body).into_response();
     no_store(&mut response);
-    if proof.is_some() {
+    // A client that uses nonces (it must, or chose to) gets the next one with its token
+    // (RFC 9449 §8.2), so its next request needs no challenge. Others are not given one:
+    // they would put it in their proofs and the server would check it for nothing.
+    if proof.is_some_and(|p| p.nonce().is_some()) {
         attach_nonce(&mut response, Some(&state.nonces.issue(now)));
     }
     response

@@ -479,7 +479,7 @@ async fn over_a_real_loopback_socket() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("dpop-nonce").is_some());
+    assert!(response.headers().get("dpop-nonce").is_none());
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP");
     let metrics = client

@@ -54,8 +54,8 @@ async fn dpop_bound_token_carries_cnf_jkt_and_token_type_dpop() {
     assert_eq!(reply.body["token_type"], "DPoP");
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert!(
-        reply.header("dpop-nonce").is_some(),
-        "a fresh nonce on success"
+        reply.header("dpop-nonce").is_none(),
+        "no nonce for a client that neither needs nor uses one"
     );
     let verifier = AccessTokenVerifier::new(h.key_set().await, ISSUER, format!("{ISSUER}/api"));
     let claims = verifier
