@@ -7,180 +7,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_lc_rs::rand::SystemRandom;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Killed, free_port, wait_for};
-use keybound_core::jws::sign_compact;
-use keybound_core::{AccessTokenHash, Algorithm, SigningKey};
+use common::proofs::{claims, header, jwk, new_key, now, resource_proof, sign, with_signature};
+use common::server::Server;
+use keybound_core::SigningKey;
 use serde_json::{Value, json};
-
-const SECRET: &str = "attack-matrix-secret-0123456789";
-
-struct Server {
-    _process: Killed,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Server {
-    fn start() -> Self {
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let dir = std::env::temp_dir().join(format!("keybound-attacks-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("keybound.toml");
-        let hash = keybound_server::hash_secret(SECRET);
-        std::fs::write(
-            &config,
-            format!(
-                r#"issuer = "{base}"
-data_dir = "{data}"
-[[clients]]
-client_id = "app"
-auth_method = "client_secret_basic"
-client_secret_sha256 = "{hash}"
-grant_types = ["client_credentials"]
-dpop_bound_access_tokens = true
-[[clients]]
-client_id = "plain"
-auth_method = "client_secret_basic"
-client_secret_sha256 = "{hash}"
-grant_types = ["client_credentials"]
-"#,
-                data = dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let process = Killed(
-            Command::new(env!("CARGO_BIN_EXE_keybound"))
-                .args(["serve", "--config", config.to_str().unwrap()])
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .env_remove("KEYBOUND_STORE_URL")
-                .env_remove("KEYBOUND_REPLAY_URL")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for(port, "keybound serve");
-        Self {
-            _process: process,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// `POST /token` (client credentials) as `client` with these `DPoP` header values.
-    async fn token(&self, client: &str, proofs: &[&str]) -> Reply {
-        let mut request = self
-            .http
-            .post(self.url("/token"))
-            .basic_auth(client, Some(SECRET))
-            .form(&[("grant_type", "client_credentials")]);
-        for proof in proofs {
-            request = request.header("DPoP", *proof);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    /// `GET /api/whoami` with these headers.
-    async fn api(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.http.get(self.url(path_and_query));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn tokens_issued(&self) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("keybound_tokens_issued_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-struct Reply {
-    status: u16,
-    body: Value,
-    challenge: String,
-}
-
-impl Reply {
-    async fn from(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let challenge = response
-            .headers()
-            .get_all("www-authenticate")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let body = response.json().await.unwrap_or(Value::Null);
-        Self {
-            status,
-            body,
-            challenge,
-        }
-    }
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-fn new_key() -> SigningKey {
-    SigningKey::generate(Algorithm::Es256, &SystemRandom::new())
-        .unwrap()
-        .0
-}
-
-fn jwk(key: &SigningKey) -> Value {
-    serde_json::from_str(&key.public_jwk().to_json()).unwrap()
-}
-
-fn header(key: &SigningKey) -> Value {
-    json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": jwk(key) })
-}
-
-fn claims(method: &str, url: &str, jti: &str) -> Value {
-    json!({ "jti": jti, "htm": method, "htu": url, "iat": now() })
-}
-
-fn sign(header: &Value, claims: &Value, key: &SigningKey) -> String {
-    sign_compact(&header.to_string(), &claims.to_string(), key).unwrap()
-}
-
-/// A proof whose signature is `signature` instead of a real one.
-fn with_signature(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode(signature)
-    )
-}
 
 /// One §5 row at the token endpoint: what is sent and what must come back.
 struct TokenCase {
@@ -426,12 +258,6 @@ async fn tokens(server: &Server, key: &SigningKey, jti: &str) -> (String, String
         bound.body["access_token"].as_str().unwrap().to_owned(),
         plain.body["access_token"].as_str().unwrap().to_owned(),
     )
-}
-
-fn resource_proof(key: &SigningKey, method: &str, url: &str, token: &str, jti: &str) -> String {
-    let mut claims = claims(method, url, jti);
-    claims["ath"] = json!(AccessTokenHash::of(token).as_str());
-    sign(&header(key), &claims, key)
 }
 
 #[tokio::test]

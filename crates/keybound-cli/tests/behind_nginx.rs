@@ -12,8 +12,8 @@
 
 mod common;
 
+use common::server::{client_from, https_client};
 use common::{Killed, free_port, wait_for};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -64,24 +64,6 @@ async fn upstream() -> u16 {
     let app = axum::Router::new().route("/api/hello", axum::routing::get(hello));
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
-}
-
-fn https_client(ca: &TestCa, identity: Option<&TestIdentity>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()]);
-    if let Some(identity) = identity {
-        builder = builder
-            .identity(reqwest::Identity::from_pem(identity.identity_pem().as_bytes()).unwrap());
-    }
-    builder.build().unwrap()
-}
-
-/// An HTTP client whose connections come from `ip` (127.0.0.2 is not the trusted proxy).
-fn from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -236,7 +218,7 @@ client_secret_sha256 = "{hash}"
     assert_eq!(no_cert.status(), 401);
 
     // 3. Straight to keybound from an address that is not the proxy: the header is ignored.
-    let spoofed = from("127.0.0.2")
+    let spoofed = client_from("127.0.0.2")
         .get(format!("http://127.0.0.1:{gw_port}/api/hello"))
         .bearer_auth(&token)
         .header("x-ssl-client-cert", mine.escaped_pem())
@@ -244,7 +226,7 @@ client_secret_sha256 = "{hash}"
         .await
         .unwrap();
     assert_eq!(spoofed.status(), 401);
-    let spoofed_as: serde_json::Value = from("127.0.0.2")
+    let spoofed_as: serde_json::Value = client_from("127.0.0.2")
         .post(format!("{issuer}/token"))
         .header("x-ssl-client-cert", mine.escaped_pem())
         .form(&[("grant_type", "client_credentials"), ("client_id", "app")])

@@ -7,6 +7,9 @@ use std::net::TcpStream;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+pub mod proofs;
+pub mod server;
+
 /// A child process, killed when the test ends, pass or fail.
 pub struct Killed(pub Child);
 
