@@ -319,7 +319,6 @@ async fn mtls_listener(
     Ok(Some(listener))
 }
 
-/// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
 /// The replay cache: shared in Redis for replicas (`redis://`), else in this process's memory.
 /// Redis is connected lazily: while it is down every check fails (503) and `/readyz` says so,
 /// and service resumes when it answers. Must run inside the tokio runtime.
@@ -341,6 +340,8 @@ pub(crate) fn replay_cache(
     }
 }
 
+/// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
+/// It trusts the same proxies to forward client certificates as the token endpoint does.
 fn demo_api(
     state: &Arc<AppState>,
     replay: Arc<dyn keybound_store::ReplayCache>,
@@ -364,7 +365,9 @@ fn demo_api(
     Ok(axum::Router::new()
         .route("/api/whoami", axum::routing::get(whoami))
         .layer(ResourceLayer::new(Arc::new(verifier)))
-        .layer(keybound_tls::ClientCertLayer::new(None)))
+        .layer(keybound_tls::ClientCertLayer::new(
+            state.forwarded_certificates().cloned(),
+        )))
 }
 
 /// Deletes expired refresh tokens, grants and revocations every ten minutes.

@@ -179,6 +179,13 @@ impl AppState {
         &self.settings.audience
     }
 
+    /// The proxies trusted to forward client certificates (`[mtls] trusted_proxies`), for a
+    /// resource server in the same process to trust the same ones.
+    #[must_use]
+    pub fn forwarded_certificates(&self) -> Option<&keybound_tls::ForwardedCertificates> {
+        self.settings.forwarded.as_ref()
+    }
+
     /// The AS's published keys as they are now (for a resource server in the same process:
     /// read them per request to follow rotations).
     #[must_use]
