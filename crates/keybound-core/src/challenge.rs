@@ -71,11 +71,22 @@ pub fn is_error_text_char(c: char) -> bool {
 #[must_use]
 pub fn is_token68(value: &str) -> bool {
     let body = value.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.bytes().all(|b| TOKEN68[usize::from(b)])
 }
+
+/// The bytes of RFC 9110 §11.2 `token68` before its `=` padding, as a table: every request
+/// checks an access token and a proof of a kilobyte or more with it.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// Keeps only [`is_error_text_char`] characters; anything else becomes a space.
 fn sanitize(text: &str) -> String {
@@ -434,6 +445,18 @@ pub fn parse_challenges(value: &str) -> Result<Vec<ParsedChallenge>, ChallengeEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token68_accepts_exactly_the_rfc_9110_characters_before_padding() {
+        const EXTRA: &[u8] = b"-._~+/";
+        for b in 0..=255u8 {
+            let text = format!("a{}", char::from(b));
+            let allowed = b.is_ascii_alphanumeric() || EXTRA.contains(&b) || b == b'=';
+            assert_eq!(is_token68(&text), allowed, "byte {b:#04x}");
+        }
+        assert!(is_token68("ab=="));
+        assert!(!is_token68("a=b"), "padding only at the end");
+    }
 
     #[test]
     fn built_challenges_parse_back() {
