@@ -30,6 +30,12 @@ use serde_json::json;
 
 use crate::output::outln;
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small
+/// buffers (headers, JSON, base64), and glibc's malloc and free were 4-7% of the server's CPU
+/// under load (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// keybound: sender-constrained OAuth 2.0 (DPoP and mTLS) for authorization servers, resource
 /// servers and clients.
 #[derive(Debug, Parser)]
