@@ -1,6 +1,6 @@
 //! `keybound_tls::serve` on a real socket: a client that trickles its headers is cut off at the
-//! header deadline, a well-behaved one is served with its address, and connections past the
-//! cap wait instead of being served.
+//! header deadline, a well-behaved one is served with its address, an oversized header
+//! section gets 431, and connections past the cap wait instead of being served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -65,6 +65,29 @@ async fn a_client_trickling_its_headers_is_cut_off_at_the_deadline() {
     let response = get_root(&mut normal).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("127.0.0.1"), "{response}");
+}
+
+#[tokio::test]
+async fn a_header_section_over_the_limit_gets_431_and_one_under_it_is_served() {
+    let addr = start(ServeLimits::default().with_max_header_bytes(16 * 1024)).await;
+    let request = |filler: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(filler)
+        )
+    };
+    let mut big = TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = big.write_all(request(40 * 1024).as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = big.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    let mut fits = TcpStream::connect(addr).await.unwrap();
+    fits.write_all(request(12 * 1024).as_bytes()).await.unwrap();
+    let mut response = String::new();
+    fits.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
 #[tokio::test]
