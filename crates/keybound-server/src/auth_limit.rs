@@ -1,12 +1,17 @@
 //! Failed client authentications, counted per registered client in fixed windows. Past the
 //! limit, the client's attempts are refused before any credential is checked, until its window
-//! ends: a shared secret cannot be guessed at the server's speed. Only registered client ids
-//! are counted, so memory is bounded by the configuration, whatever ids attackers send.
+//! ends: a shared secret or a password cannot be guessed at the server's speed. Clients are
+//! counted only by registered ids; usernames as sent, but at most [`MAX_TRACKED`] at once (past
+//! that, ended windows are dropped, and a name that still does not fit is not counted), so
+//! memory stays bounded whatever names attackers send.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use keybound_core::UnixTime;
+
+/// The most names counted at once.
+pub(crate) const MAX_TRACKED: usize = 65_536;
 
 /// The counters of one process.
 #[derive(Debug)]
@@ -46,6 +51,13 @@ impl FailedAuthentications {
         }
         let now = now.as_secs();
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() >= MAX_TRACKED && !counts.contains_key(client_id) {
+            let window = self.window_secs;
+            counts.retain(|_, &mut (start, _)| now < start.saturating_add(window));
+            if counts.len() >= MAX_TRACKED {
+                return;
+            }
+        }
         let entry = counts.entry(client_id.to_owned()).or_insert((now, 0));
         if now >= entry.0.saturating_add(self.window_secs) {
             *entry = (now, 0);
@@ -80,5 +92,27 @@ mod tests {
             off.failed("a", t(0));
         }
         assert_eq!(off.locked("a", t(0)), None);
+    }
+
+    #[test]
+    fn names_past_the_bound_are_not_counted_until_windows_end() {
+        let limits = FailedAuthentications::new(1, 60);
+        let t = |s: u64| UnixTime::from_secs(1_000 + s);
+        for i in 0..MAX_TRACKED {
+            limits.failed(&i.to_string(), t(0));
+        }
+        limits.failed("late", t(1));
+        assert_eq!(limits.locked("late", t(1)), None, "no room: not counted");
+        assert_eq!(
+            limits.locked("7", t(1)),
+            Some(59),
+            "earlier names still count"
+        );
+        limits.failed("late", t(60));
+        assert_eq!(
+            limits.locked("late", t(61)),
+            Some(59),
+            "ended windows made room"
+        );
     }
 }

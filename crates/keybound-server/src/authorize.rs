@@ -17,6 +17,7 @@ use keybound_core::{ErrorCode, JwkThumbprint, UnixTime};
 use keybound_store::AuthorizationCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 use crate::clients::Client;
 use crate::form::Form;
@@ -365,6 +366,19 @@ pub(crate) async fn authorize(
     }
 }
 
+/// The user's subject if the password is right. The hash runs on a blocking thread, at most
+/// one per core at a time ([`AppState::password_checks`]); a sign-in that cannot be checked
+/// (the runtime is shutting down) fails.
+async fn check_password(state: &Arc<AppState>, username: &str, password: &str) -> Option<String> {
+    let _permit = state.password_checks.acquire().await.ok()?;
+    let users = state.users.clone();
+    let (username, password) = (username.to_owned(), Zeroizing::new(password.to_owned()));
+    tokio::task::spawn_blocking(move || users.authenticate(&username, &password))
+        .await
+        .ok()
+        .flatten()
+}
+
 fn login_page(
     state: &AppState,
     request: &AuthzRequest,
@@ -451,7 +465,17 @@ pub(crate) async fn login(
             Some("Enter a username and a password."),
         );
     };
-    let Some(subject) = state.users.authenticate(username, password) else {
+    if let Some(wait) = state.failed_sign_ins.locked(username, now) {
+        tracing::warn!(client = %request.client_id, "sign-in refused: too many failures for this username");
+        let minutes = wait.div_ceil(60);
+        let message =
+            format!("Too many failed sign-ins for this username; try again in {minutes} min.");
+        let mut page = login_page(&state, &request, &sealed, Some(&message));
+        *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return page;
+    }
+    let Some(subject) = check_password(&state, username, password).await else {
+        state.failed_sign_ins.failed(username, now);
         tracing::info!(client = %request.client_id, "sign-in failed");
         return login_page(
             &state,

@@ -287,6 +287,11 @@ pub struct AuthorizeConfig {
     pub par_lifetime_secs: u64,
     /// How long a signed-in user stays signed in, seconds. Defaults to 3600.
     pub session_lifetime_secs: u64,
+    /// Failed sign-ins per username within `sign_in_window_secs` before that username is
+    /// refused (429) until the window ends; 0 turns the limit off. Defaults to 10.
+    pub sign_in_max_failures: u32,
+    /// The window of `sign_in_max_failures`, seconds (1 to 86 400). Defaults to 900.
+    pub sign_in_window_secs: u64,
 }
 
 impl Default for AuthorizeConfig {
@@ -296,6 +301,8 @@ impl Default for AuthorizeConfig {
             code_lifetime_secs: 60,
             par_lifetime_secs: 60,
             session_lifetime_secs: 3600,
+            sign_in_max_failures: 10,
+            sign_in_window_secs: 900,
         }
     }
 }
@@ -703,6 +710,7 @@ impl Config {
                 a.session_lifetime_secs,
                 86_400 * 30,
             ),
+            ("sign_in_window_secs", a.sign_in_window_secs, 86_400),
         ] {
             if !(1..=max).contains(&value) {
                 return Err(bad(

@@ -62,6 +62,11 @@ pub struct AppState {
     pub(crate) grants: Arc<dyn GrantStore>,
     pub(crate) metrics: Metrics,
     pub(crate) failed_authentications: FailedAuthentications,
+    /// Failed sign-ins at `/login`, per username.
+    pub(crate) failed_sign_ins: FailedAuthentications,
+    /// Password hashes checked at once (Argon2 takes tens of milliseconds and 19 MiB each): at
+    /// most one per core, on blocking threads, so sign-ins never stall the token endpoint.
+    pub(crate) password_checks: tokio::sync::Semaphore,
     pub(crate) clock: Clock,
     pub(crate) rng: SystemRandom,
     pub(crate) authz: Option<Arc<dyn AuthorizationStore>>,
@@ -102,6 +107,11 @@ impl AppState {
             settings.config.client_authentication.max_failures,
             settings.config.client_authentication.window_secs,
         );
+        let failed_sign_ins = FailedAuthentications::new(
+            settings.config.authorize.sign_in_max_failures,
+            settings.config.authorize.sign_in_window_secs,
+        );
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let clients = Clients::from_config(&settings);
         let users = Arc::new(ConfigUsers::new(
             settings
@@ -126,6 +136,8 @@ impl AppState {
             grants,
             metrics: Metrics::default(),
             failed_authentications,
+            failed_sign_ins,
+            password_checks: tokio::sync::Semaphore::new(cores),
             clock,
             rng,
         }

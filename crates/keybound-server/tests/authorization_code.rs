@@ -21,9 +21,16 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const PASSWORD: &str = "correct horse battery";
 
 async fn harness() -> Harness {
+    harness_with("").await
+}
+
+async fn harness_with(authorize: &str) -> Harness {
     let hash = keybound_server::users::hash_password(PASSWORD).unwrap();
     let extra = format!(
         r#"
+[authorize]
+{authorize}
+
 [[users]]
 username = "alice"
 password_argon2 = "{hash}"
@@ -331,6 +338,56 @@ async fn bad_requests_go_back_to_the_client_only_when_its_redirect_uri_is_truste
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(reply.headers.get(header::LOCATION).is_none());
     }
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_username_out_until_the_window_ends() {
+    let h = harness_with("sign_in_max_failures = 3\nsign_in_window_secs = 300").await;
+    let path = authorize_query("spa", None, &[]);
+    let login = get(&h, &path, None).await;
+    let cookie = set_cookie(&login, "kb_login").unwrap();
+    let attempt = |username: &'static str, password: &'static str| {
+        let (h, cookie) = (&h, &cookie);
+        let (request, csrf) = (
+            hidden(html(&login), "request"),
+            hidden(html(&login), "csrf"),
+        );
+        async move {
+            post_form(
+                h,
+                "/login",
+                Some(cookie),
+                &[
+                    ("request", &request),
+                    ("csrf", &csrf),
+                    ("username", username),
+                    ("password", password),
+                ],
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("alice", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Locked: even the right password is not checked, and no session is set.
+    let locked = attempt("alice", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(html(&locked).contains("Too many failed sign-ins"));
+    assert!(set_cookie(&locked, "kb_session").is_none());
+    // Another username is not affected (here unknown, so simply wrong).
+    assert_eq!(
+        attempt("bob", "guess").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // After the window, alice signs in.
+    h.advance(300);
+    let consent = attempt("alice", PASSWORD).await;
+    assert_eq!(consent.status, StatusCode::OK, "{:?}", consent.body);
+    assert!(set_cookie(&consent, "kb_session").is_some());
 }
 
 #[tokio::test]
