@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::Failure;
 
-/// The largest configuration file read.
-pub(crate) const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+/// The largest configuration file read (about 80 000 registered clients).
+pub(crate) const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
 
 /// Reads at most `max` bytes from `reader`, naming it `what` in errors.
 pub(crate) fn read_limited(
