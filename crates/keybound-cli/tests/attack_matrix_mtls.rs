@@ -224,43 +224,31 @@ async fn attack42_a_client_cert_header_counts_only_from_the_trusted_proxy() {
         victim.client_certificate().thumbprint().as_str()
     );
 
-    // keybound serve's own demo API trusts the same proxies as its token endpoint.
-    let whoami = server.url("/api/whoami");
+    // The stolen token with the victim's certificate in the header, at keybound serve's own demo
+    // API and at a gateway, both trusting the same proxy as the token endpoint.
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&server, &upstream, &["--trusted-proxy", "127.0.0.1"], &[]);
     let bearer = format!("Bearer {token}");
     let headers = [
         ("authorization", bearer.as_str()),
         ("client-cert", forwarded.as_str()),
     ];
-    send(&attacker, "GET", &whoami, &headers, None)
-        .await
-        .assert_challenge(
-            401,
-            "Bearer",
-            "invalid_token",
-            "#42 header from an untrusted peer, serve's API",
-        );
-    let ok = send(&proxy, "GET", &whoami, &headers, None).await;
-    assert_eq!(ok.status, 200, "{:?}", ok.challenges);
-
-    // The resource server (gateway) trusting the same proxy, with the stolen token.
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&server, &upstream, &["--trusted-proxy", "127.0.0.1"], &[]);
-    let api = gateway.url("/api/hello");
-    let headers = [
-        ("authorization", bearer.as_str()),
-        ("client-cert", forwarded.as_str()),
-    ];
-    send(&attacker, "GET", &api, &headers, None)
-        .await
-        .assert_challenge(
-            401,
-            "Bearer",
-            "invalid_token",
-            "#42 header from an untrusted peer, RS",
-        );
-    assert!(upstream.requests().is_empty());
-    let ok = send(&proxy, "GET", &api, &headers, None).await;
-    assert_eq!(ok.status, 200, "{:?}", ok.challenges);
+    for (api, what) in [
+        (server.url("/api/whoami"), "serve's API"),
+        (gateway.url("/api/hello"), "gateway"),
+    ] {
+        send(&attacker, "GET", &api, &headers, None)
+            .await
+            .assert_challenge(
+                401,
+                "Bearer",
+                "invalid_token",
+                &format!("#42 header from an untrusted peer, {what}"),
+            );
+        assert!(upstream.requests().is_empty());
+        let ok = send(&proxy, "GET", &api, &headers, None).await;
+        assert_eq!(ok.status, 200, "{what}: {:?}", ok.challenges);
+    }
     // Whoever sent it, the header does not reach the API.
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1);
