@@ -265,7 +265,8 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
                 .with_authorization_store(store.codes),
         );
         store.keys.follow_rotations(state.clone(), key_reload_secs);
-        let mut app = router(state.clone()).merge(demo_api(&state, replay)?);
+        let mut app =
+            router(state.clone()).merge(demo_api(&state, replay.clone(), state.issuer())?);
         if let Some(demo) = &demo {
             let key = keybound_client::load_key_file(&demo.key_file, None)
                 .map_err(|e| Failure(e.to_string()))?;
@@ -275,7 +276,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         }
         let limits = keybound_tls::ServeLimits::default();
         if let Some(mtls) = mtls_listener(&mtls_config).await? {
-            let app = app.clone();
+            // The same routes; the demo API checks `htu` against the listener's own URL.
+            let public = state.mtls_base_url().unwrap_or(state.issuer());
+            let app = router(state.clone()).merge(demo_api(&state, replay, public)?);
             tokio::spawn(keybound_tls::serve(
                 mtls,
                 app,
@@ -341,15 +344,17 @@ pub(crate) fn replay_cache(
 }
 
 /// `GET /api/whoami`: a protected API on the AS's own keys, answering with the verified claims.
-/// It trusts the same proxies to forward client certificates as the token endpoint does.
+/// Proofs must name it under `public_url`. It trusts the same proxies to forward client
+/// certificates as the token endpoint does.
 fn demo_api(
     state: &Arc<AppState>,
     replay: Arc<dyn keybound_store::ReplayCache>,
+    public_url: &str,
 ) -> Result<axum::Router, Failure> {
     use keybound_resource::{
         KeySource, ResourceConfig, ResourceLayer, ResourceVerifier, VerifiedToken,
     };
-    let config = ResourceConfig::new(state.issuer(), state.audience(), state.issuer());
+    let config = ResourceConfig::new(state.issuer(), state.audience(), public_url);
     let keys = KeySource::Current(Arc::new(AsKeys(state.clone())));
     let verifier =
         ResourceVerifier::new(config, keys, replay).map_err(|e| Failure(e.to_string()))?;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::free_port;
-use common::proofs::{jkt, jwt_payload, new_key, proof};
+use common::proofs::{jkt, jwt_payload, new_key, proof, resource_proof};
 use common::server::{
     Gateway, Reply, SECRET, Server, Setup, Upstream, client_from, https_client, secret_clients,
     send,
@@ -385,6 +385,15 @@ async fn attack45_no_token_carries_both_bindings_and_a_forged_one_is_refused() {
     );
     let cnf = &jwt_payload(&reply.access_token())["cnf"];
     assert_eq!(cnf, &serde_json::json!({ "jkt": jkt(&key) }), "#45");
+    // That DPoP token at serve's demo API over the mTLS listener, with a proof naming the
+    // listener's own URL ([mtls] base_url): accepted.
+    let dpop_token = reply.access_token();
+    let at_mtls = resource_proof(&key, "GET", &mtls.url("/api/whoami"), &dpop_token, "m45");
+    let auth = format!("DPoP {dpop_token}");
+    let headers = [("authorization", auth.as_str()), ("dpop", at_mtls.as_str())];
+    let ok = mtls.whoami(Some(&ip), &headers).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.challenges);
+    assert_eq!(ok.body["jkt"], jkt(&key));
     // Without the proof, the certificate-bound client: the certificate only.
     let reply = mtls.token("self-signed", Some(mine), &[]).await;
     let token = reply.access_token();

@@ -191,6 +191,12 @@ impl AppState {
         &self.settings.audience
     }
 
+    /// The public URL of the mTLS endpoints (`[mtls] base_url`), if configured.
+    #[must_use]
+    pub fn mtls_base_url(&self) -> Option<&str> {
+        self.settings.mtls_base.as_deref()
+    }
+
     /// The proxies trusted to forward client certificates (`[mtls] trusted_proxies`), for a
     /// resource server in the same process to trust the same ones.
     #[must_use]
