@@ -214,28 +214,33 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// The credentials a request presents, read once from its `Authorization` header and form:
 /// which client it claims to be, before anything is checked, and how it means to prove it.
-#[derive(Debug)]
-pub(crate) struct Credentials<'f> {
-    claimed: Option<Cow<'f, str>>,
-    proof: Proof<'f>,
+pub(crate) enum Credentials<'f> {
+    /// `client_secret_basic` (the Basic header) or `client_secret_post` (the form).
+    Secret {
+        id: Cow<'f, str>,
+        secret: Cow<'f, str>,
+        method: AuthMethod,
+    },
+    /// `private_key_jwt`: the client is the assertion's subject; `client_id` is optional.
+    Assertion {
+        id: Option<&'f str>,
+        assertion: &'f str,
+    },
+    /// `client_id` alone: a public client, or one that authenticates with its certificate.
+    IdOnly(&'f str),
 }
 
-enum Proof<'f> {
-    Secret(String, AuthMethod),
-    PostSecret(&'f str),
-    Assertion(&'f str),
-    /// A public client, or one that authenticates with its TLS certificate.
-    Nothing,
-}
-
-impl std::fmt::Debug for Proof<'_> {
+impl std::fmt::Debug for Credentials<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Secret(..) => "Secret(<redacted>)",
-            Self::PostSecret(_) => "PostSecret(<redacted>)",
-            Self::Assertion(_) => "Assertion",
-            Self::Nothing => "Nothing",
-        })
+        let method = match self {
+            Self::Secret { .. } => "secret (redacted)",
+            Self::Assertion { .. } => "assertion",
+            Self::IdOnly(_) => "client_id only",
+        };
+        f.debug_struct("Credentials")
+            .field("claimed", &self.claimed_client_id())
+            .field("method", &method)
+            .finish()
     }
 }
 
@@ -262,20 +267,26 @@ impl<'f> Credentials<'f> {
             if form_id.is_some_and(|f| f != id) {
                 return Err(fail(AuthFailure::MultipleMethods));
             }
-            return Ok(Self {
-                claimed: Some(Cow::Owned(id)),
-                proof: Proof::Secret(secret, AuthMethod::ClientSecretBasic),
+            return Ok(Self::Secret {
+                id: Cow::Owned(id),
+                secret: Cow::Owned(secret),
+                method: AuthMethod::ClientSecretBasic,
             });
         }
-        let proof = match (assertion, post_secret) {
-            (Some(assertion), _) => Proof::Assertion(assertion),
-            (None, _) if form_id.is_none() => return Err(fail(AuthFailure::Missing)),
-            (None, Some(secret)) => Proof::PostSecret(secret),
-            (None, None) => Proof::Nothing,
-        };
-        Ok(Self {
-            claimed: form_id.map(Cow::Borrowed),
-            proof,
+        if let Some(assertion) = assertion {
+            return Ok(Self::Assertion {
+                id: form_id,
+                assertion,
+            });
+        }
+        let id = form_id.ok_or(fail(AuthFailure::Missing))?;
+        Ok(match post_secret {
+            Some(secret) => Self::Secret {
+                id: Cow::Borrowed(id),
+                secret: Cow::Borrowed(secret),
+                method: AuthMethod::ClientSecretPost,
+            },
+            None => Self::IdOnly(id),
         })
     }
 
@@ -283,11 +294,21 @@ impl<'f> Credentials<'f> {
     /// parameter), before anything is checked.
     #[must_use]
     pub(crate) fn claimed_client_id(&self) -> Option<&str> {
-        self.claimed.as_deref()
+        match self {
+            Self::Secret { id, .. } => Some(id),
+            Self::Assertion { id, .. } => *id,
+            Self::IdOnly(id) => Some(id),
+        }
     }
 
     fn used_basic(&self) -> bool {
-        matches!(self.proof, Proof::Secret(_, AuthMethod::ClientSecretBasic))
+        matches!(
+            self,
+            Self::Secret {
+                method: AuthMethod::ClientSecretBasic,
+                ..
+            }
+        )
     }
 }
 
@@ -370,20 +391,15 @@ impl Clients {
             assertion: None,
         };
         let fail = |f| (f, credentials.used_basic());
-        let id = credentials.claimed_client_id();
-        match (&credentials.proof, id) {
-            (Proof::Assertion(assertion), _) => {
-                self.check_assertion(form, assertion, ctx).map_err(fail)
-            }
-            (Proof::Secret(secret, method), Some(id)) => self
+        match credentials {
+            Credentials::Secret { id, secret, method } => self
                 .check_secret(id, secret, *method)
                 .map(plain)
                 .map_err(fail),
-            (Proof::PostSecret(secret), Some(id)) => self
-                .check_secret(id, secret, AuthMethod::ClientSecretPost)
-                .map(plain)
-                .map_err(fail),
-            (Proof::Nothing, Some(id)) => {
+            Credentials::Assertion { assertion, .. } => {
+                self.check_assertion(form, assertion, ctx).map_err(fail)
+            }
+            Credentials::IdOnly(id) => {
                 let client = self.get(id).ok_or(fail(AuthFailure::UnknownClient))?;
                 match client.config.auth_method {
                     AuthMethod::None => Ok(plain(client)),
@@ -393,7 +409,6 @@ impl Clients {
                     _ => Err(fail(AuthFailure::WrongMethod)),
                 }
             }
-            (_, None) => Err(fail(AuthFailure::Missing)),
         }
     }
 
