@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::Failure;
 
+/// Largest proof, token, JWKS, key or certificate read from a file or standard input.
+pub(crate) const MAX_INPUT: u64 = 256 * 1024;
+
 /// The largest configuration file read (about 80 000 registered clients).
 pub(crate) const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
 

@@ -14,12 +14,9 @@ use keybound_core::{CertThumbprint, ErrorCode, Htu, KeySet, UnixTime};
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
-use crate::input::{read_file, read_limited};
+use crate::input::{MAX_INPUT, read_file, read_limited};
 
 use crate::output::outln;
-
-/// Largest proof, token, JWKS or certificate read from a file or standard input.
-const MAX_INPUT: u64 = 256 * 1024;
 
 /// Options of `keybound inspect`.
 #[derive(Debug, clap::Args)]

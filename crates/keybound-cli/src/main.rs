@@ -292,7 +292,7 @@ fn hash_password(as_json: bool) -> Result<(), Failure> {
 }
 
 fn thumbprint(file: &Path, as_json: bool) -> Result<(), Failure> {
-    let bytes = input::read_file(file, 256 * 1024)?;
+    let bytes = input::read_file(file, input::MAX_INPUT)?;
     // A JWK (public or private), else a PKCS#8 key file as `keygen` writes them.
     let jwk = match PublicJwk::public_half_of(&bytes) {
         Ok(jwk) => jwk,
